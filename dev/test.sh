@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every test, from a fresh machine: installs what is missing, starts a clean local stack, then
+# runs static checks, pgTAP (under today's and the legacy default grants), the database linter,
+# the Deno tests and the reduced reliability matrix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+bash dev/setup.sh
+
+step "static checks: deno fmt, lint, check"
+deno fmt --check
+deno lint
+mapfile -t entry_points < <(ls supabase/functions/*/index.ts dev/*/main.ts cli/main.ts bench/*.ts 2>/dev/null || true)
+deno check "${entry_points[@]}" dev/tests/*.ts
+
+step "local stack (fresh cluster, today's grants)"
+bash dev/stack.sh reset
+
+step "pgTAP, today's default privileges"
+bash dev/pgtap.sh
+
+step "pgTAP, legacy default privileges (projects before 2026-10-30)"
+legacy_port=54332
+STACK_PORT=$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
+trap 'STACK_PORT=$legacy_port bash dev/stack.sh stop' EXIT
+STACK_PORT=$legacy_port bash dev/pgtap.sh
+STACK_PORT=$legacy_port bash dev/stack.sh stop
+trap - EXIT
+
+step "supabase db lint (plpgsql_check) on public and internal"
+supabase db lint --db-url "$(bash dev/stack.sh url)" --schema public,internal --level warning \
+  --fail-on warning
+
+step "Deno tests"
+deno test --allow-all --parallel
+
+if [ -f bench/reliability.ts ]; then
+  step "reliability matrix (reduced)"
+  deno run --allow-all bench/reliability.ts --reduced
+fi
