@@ -1,0 +1,162 @@
+/**
+ * Customer identity, one code path for every entry point (publish, dashboard, adoption): the
+ * stored ID when there is one; else one Search to adopt a customer made before IDs were stored;
+ * else a create whose idempotency key and body depend only on the tenant row. Every write of the
+ * ID is a compare-and-set through internal.link_tenant_customer.
+ */
+import type { Sql } from "./db.ts";
+import {
+  CREATED_BY_AUTOMATION_KEY,
+  CUSTOMER_NAME_KEY,
+  customerSearchQuery,
+  TENANT_NAME_KEY,
+} from "./metadata.ts";
+import type { StripeCaller } from "./stripe_calls.ts";
+import type { Stripe } from "./stripe_client.ts";
+
+/** The tenant columns a Stripe customer is made from. */
+export interface TenantBillingRow {
+  tenant: string;
+  stripe_customer_id: string | null;
+  billing_email: string | null;
+  billing_name: string | null;
+  billing_address: Record<string, string | null> | null;
+}
+
+/** How a tenant's customer was found. */
+export interface CustomerResolution {
+  /** Null only for a dry run that would create one. */
+  customerId: string | null;
+  source: "stored" | "adopted" | "created" | "would_create";
+  /** Other customers carrying the tenant's metadata: reported, never linked. */
+  duplicates: string[];
+  /** Set when a concurrent writer stored another ID first; customerId is then the stored one. */
+  conflict?: string;
+}
+
+/** What resolution needs: the database, a Stripe caller, and who is acting. */
+export interface CustomerDeps {
+  sql: Sql;
+  caller: StripeCaller;
+  /** Recorded in the audit: a run ID, "billing:<user id>", "cli:<user>". */
+  actor: string;
+  runId?: string;
+}
+
+/** The idempotency key of a tenant's customer create, shared by every entry point. */
+export function customerCreateIdempotencyKey(tenant: string): string {
+  return `flow-customer-create:${tenant}`;
+}
+
+const ADDRESS_FIELDS = ["line1", "line2", "city", "state", "postal_code", "country"] as const;
+
+/** The create body; it depends only on the tenant row, so two entry points send the same one. */
+export function customerCreateParams(row: TenantBillingRow): Stripe.CustomerCreateParams {
+  const params: Stripe.CustomerCreateParams = {
+    name: row.tenant,
+    description: `Represents the billing entity for Flow tenant '${row.tenant}'`,
+    metadata: {
+      [TENANT_NAME_KEY]: row.tenant,
+      [CREATED_BY_AUTOMATION_KEY]: "true",
+      ...(row.billing_name ? { [CUSTOMER_NAME_KEY]: row.billing_name } : {}),
+    },
+  };
+  if (row.billing_email) params.email = row.billing_email;
+  if (row.billing_address) {
+    const address: Stripe.AddressParam = {};
+    for (const field of ADDRESS_FIELDS) {
+      const value = row.billing_address[field];
+      if (typeof value === "string" && value !== "") address[field] = value;
+    }
+    if (Object.keys(address).length > 0) params.address = address;
+  }
+  return params;
+}
+
+/** Reads the tenant's billing row; throws when the tenant does not exist. */
+export async function loadTenantBillingRow(sql: Sql, tenant: string): Promise<TenantBillingRow> {
+  const rows = await sql<TenantBillingRow[]>`
+    select tenant, stripe_customer_id, billing_email, billing_name, billing_address
+    from public.tenants where tenant = ${tenant}`;
+  if (rows.length === 0) throw new Error(`tenant ${tenant} does not exist`);
+  return rows[0];
+}
+
+interface LinkOutcome {
+  outcome: "linked" | "unchanged" | "conflict" | "duplicate";
+  stored_id: string | null;
+  detail: string | null;
+}
+
+async function linkCustomer(
+  deps: CustomerDeps,
+  tenant: string,
+  customerId: string,
+  reason: string,
+): Promise<LinkOutcome> {
+  const [row] = await deps.sql<LinkOutcome[]>`
+    select outcome, stored_id, detail
+    from internal.link_tenant_customer(${tenant}, ${customerId}, ${deps.actor}, ${reason},
+      ${deps.runId ?? null}::uuid)`;
+  return row;
+}
+
+/** Finds (or, unless dry-run, creates) the tenant's Stripe customer and stores its ID. */
+export async function resolveCustomer(
+  deps: CustomerDeps,
+  tenant: string,
+  options: { dryRun?: boolean } = {},
+): Promise<CustomerResolution> {
+  const row = await loadTenantBillingRow(deps.sql, tenant);
+  if (row.stripe_customer_id) {
+    return { customerId: row.stripe_customer_id, source: "stored", duplicates: [] };
+  }
+
+  // Adoption: customers made before IDs were stored carry the tenant in metadata.
+  const found = await deps.caller.call(
+    "GET /v1/customers/search",
+    (s) => s.customers.search({ query: customerSearchQuery(tenant), limit: 100 }),
+  );
+  const hits = found.data
+    .filter((c) => c.metadata?.[TENANT_NAME_KEY] === tenant)
+    .sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
+  if (hits.length > 0) {
+    const [oldest, ...rest] = hits;
+    const duplicates = rest.map((c) => c.id);
+    if (options.dryRun) return { customerId: oldest.id, source: "adopted", duplicates };
+    const link = await linkCustomer(deps, tenant, oldest.id, "adopted by metadata search");
+    return settle(link, oldest.id, "adopted", duplicates);
+  }
+
+  if (options.dryRun) return { customerId: null, source: "would_create", duplicates: [] };
+  const created = await deps.caller.call(
+    "POST /v1/customers",
+    (s, requestOptions) => s.customers.create(customerCreateParams(row), requestOptions),
+    { idempotencyKey: customerCreateIdempotencyKey(tenant) },
+  );
+  const link = await linkCustomer(deps, tenant, created.id, "created");
+  return settle(link, created.id, "created", []);
+}
+
+function settle(
+  link: LinkOutcome,
+  customerId: string,
+  source: "adopted" | "created",
+  duplicates: string[],
+): CustomerResolution {
+  switch (link.outcome) {
+    case "linked":
+    case "unchanged":
+      return { customerId, source, duplicates };
+    case "conflict":
+      // Someone stored another customer first; theirs stands and ours is reported.
+      return {
+        customerId: link.stored_id,
+        source: "stored",
+        duplicates: [...duplicates, customerId],
+        conflict: link.detail ?? "another customer was stored first",
+      };
+    case "duplicate":
+      throw new Error(`cannot link customer ${customerId}: ${link.detail}`);
+  }
+}
