@@ -1,0 +1,41 @@
+/** Reading a month's bills and their stored IDs for the CLI's Stripe-facing commands. */
+import type { Sql } from "../supabase/functions/_shared/db.ts";
+
+/** A bill as the month's commands show it. */
+export interface MonthBill {
+  bill_id: string;
+  tenant: string;
+  invoice_type: "final" | "manual";
+  date_start: string;
+  date_end: string;
+  subtotal: number;
+  stripe_invoice_id: string | null;
+  customer_id: string | null;
+}
+
+/**
+ * The bills a month's publish selects (final bills of the month, manual bills overlapping it),
+ * optionally for some tenants; all months when `monthStart` is null.
+ */
+export async function loadMonthBills(
+  sql: Sql,
+  monthStart: string | null,
+  tenants?: string[],
+): Promise<MonthBill[]> {
+  return await sql<MonthBill[]>`
+    select i.bill_id, i.billed_prefix as tenant, i.invoice_type,
+      to_char(i.date_start, 'YYYY-MM-DD') as date_start,
+      to_char(i.date_end, 'YYYY-MM-DD') as date_end,
+      i.subtotal, i.stripe_invoice_id, t.stripe_customer_id as customer_id
+    from internal.invoices_ext i
+    left join public.tenants t on t.tenant = i.billed_prefix
+    where i.invoice_type in ('final', 'manual')
+      and (${monthStart}::date is null
+        or (i.invoice_type = 'final' and i.date_start >= ${monthStart}::date
+            and i.date_end <= (${monthStart}::date + interval '1 month' - interval '1 day')::date)
+        or (i.invoice_type = 'manual'
+            and i.date_start <= (${monthStart}::date + interval '1 month' - interval '1 day')::date
+            and i.date_end >= ${monthStart}::date))
+      and (${tenants ?? null}::text[] is null or i.billed_prefix = any(${tenants ?? null}::text[]))
+    order by i.billed_prefix, i.invoice_type, i.date_start, i.bill_id`;
+}

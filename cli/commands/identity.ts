@@ -1,0 +1,289 @@
+/**
+ * The audited operator actions on stored identity: `release` (let a voided or deleted bill be
+ * issued again) and `link` (state which Stripe object a bill or tenant is). Both check Stripe
+ * first and go through the compare-and-set SQL functions.
+ */
+import { type CommandSpec, type Flags, UsageError } from "../args.ts";
+import type { CliContext } from "../context.ts";
+import {
+  billRef,
+  parseBillRef,
+  TENANT_NAME_KEY,
+} from "../../supabase/functions/_shared/metadata.ts";
+import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
+import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
+
+export const releaseSpec: CommandSpec = {
+  name: "release",
+  summary:
+    "Forget a bill's voided or deleted invoice so the next publish issues a new one (audited).",
+  usage: "release --bill KIND:ID --reason TEXT",
+  flags: {
+    bill: {
+      type: "string",
+      placeholder: "KIND:ID",
+      description: "the bill, e.g. manual:3 or final:12",
+      required: true,
+    },
+    reason: {
+      type: "string",
+      placeholder: "TEXT",
+      description: "why, recorded in the audit",
+      required: true,
+    },
+  },
+  details: "Refused unless the stored invoice is void in Stripe or gone (deleted draft).",
+};
+
+export const linkSpec: CommandSpec = {
+  name: "link",
+  summary: "State which Stripe invoice a bill is, or which customer a tenant is (audited).",
+  usage: "link (--bill KIND:ID --invoice in_... | --tenant SLUG --customer cus_...) --reason TEXT",
+  flags: {
+    bill: { type: "string", placeholder: "KIND:ID", description: "the bill, e.g. manual:3" },
+    invoice: { type: "string", placeholder: "in_...", description: "the bill's Stripe invoice" },
+    tenant: { type: "string", placeholder: "SLUG", description: "the tenant, e.g. acmeCo/" },
+    customer: {
+      type: "string",
+      placeholder: "cus_...",
+      description: "the tenant's Stripe customer",
+    },
+    reason: {
+      type: "string",
+      placeholder: "TEXT",
+      description: "why, recorded in the audit",
+      required: true,
+    },
+  },
+  details: 'Resolves a "possible legacy match" or a duplicate. Refused when the Stripe object\n' +
+    "belongs to another tenant or is already linked elsewhere, or when one is already stored.",
+};
+
+/** A bill row as the identity commands need it. */
+interface BillRow {
+  kind: "final" | "manual";
+  id: number;
+  tenant: string;
+  stripe_invoice_id: string | null;
+  customer_id: string | null;
+}
+
+function requireBill(flags: Flags): { kind: "final" | "manual"; id: number } {
+  const ref = parseBillRef(String(flags.bill ?? ""));
+  if (!ref) {
+    throw new UsageError(`--bill must be KIND:ID (final:12, manual:3), got "${flags.bill}"`);
+  }
+  return ref;
+}
+
+function requireReason(flags: Flags): string {
+  const reason = String(flags.reason ?? "").trim();
+  if (!reason) throw new UsageError("--reason must say why (it is recorded in the audit)");
+  return reason;
+}
+
+async function loadBill(ctx: CliContext, kind: "final" | "manual", id: number): Promise<BillRow> {
+  const rows = kind === "manual"
+    ? await ctx.sql<BillRow[]>`
+        select 'manual' as kind, b.id::int as id, b.tenant, b.stripe_invoice_id,
+          t.stripe_customer_id as customer_id
+        from internal.manual_bills b left join public.tenants t on t.tenant = b.tenant
+        where b.id = ${id}`
+    : await ctx.sql<BillRow[]>`
+        select 'final' as kind, b.id::int as id, b.tenant, b.stripe_invoice_id,
+          t.stripe_customer_id as customer_id
+        from internal.billing_historicals b left join public.tenants t on t.tenant = b.tenant
+        where b.id = ${id}`;
+  if (rows.length === 0) throw new UsageError(`bill ${billRef(kind, id)} does not exist`);
+  return rows[0];
+}
+
+async function retrieveInvoice(ctx: CliContext, id: string): Promise<Stripe.Invoice | null> {
+  try {
+    return await ctx.caller.call("GET /v1/invoices/:id", (s) => s.invoices.retrieve(id));
+  } catch (err) {
+    if (isStripeNotFound(err)) return null;
+    throw err;
+  }
+}
+
+async function recordState(
+  ctx: CliContext,
+  invoice: Stripe.Invoice | { id: string; deleted: true },
+) {
+  await ctx.sql`select internal.record_invoice_state(${
+    ctx.sql.json(invoice as never)
+  }, now(), 'cli')`;
+}
+
+/** Result of an identity command, printed or emitted as JSON. */
+export interface IdentityResult {
+  ok: boolean;
+  action: string;
+  subject: string;
+  message: string;
+  stored_id: string | null;
+}
+
+function report(ctx: CliContext, result: IdentityResult): number {
+  if (ctx.json) console.log(JSON.stringify(result, null, 2));
+  else ctx.say(`${result.ok ? "ok" : "refused"}: ${result.message}`);
+  return result.ok ? 0 : 1;
+}
+
+/** `release`: forget a voided/deleted invoice. */
+export async function runRelease(ctx: CliContext, flags: Flags): Promise<number> {
+  const { kind, id } = requireBill(flags);
+  const reason = requireReason(flags);
+  const bill = await loadBill(ctx, kind, id);
+  const subject = billRef(kind, id);
+  if (!bill.stripe_invoice_id) {
+    return report(ctx, {
+      ok: true,
+      action: "release",
+      subject,
+      stored_id: null,
+      message: `${subject} has no stored invoice; nothing to release`,
+    });
+  }
+  const invoice = await retrieveInvoice(ctx, bill.stripe_invoice_id);
+  if (invoice) await recordState(ctx, invoice);
+  else await recordState(ctx, { id: bill.stripe_invoice_id, deleted: true });
+  if (invoice && invoice.status !== "void") {
+    return report(ctx, {
+      ok: false,
+      action: "release",
+      subject,
+      stored_id: bill.stripe_invoice_id,
+      message: `${subject}'s invoice ${bill.stripe_invoice_id} is ${invoice.status}; only a void ` +
+        "or deleted invoice may be released (void it in Stripe first)",
+    });
+  }
+  const [out] = await ctx.sql<
+    { outcome: string; stored_id: string | null; detail: string | null }[]
+  >`
+    select outcome, stored_id, detail
+    from internal.release_bill_invoice(${kind}, ${id}, ${bill.stripe_invoice_id}, ${ctx.actor}, ${reason})`;
+  const ok = out.outcome === "released";
+  return report(ctx, {
+    ok,
+    action: "release",
+    subject,
+    stored_id: out.stored_id,
+    message: ok
+      ? `released ${bill.stripe_invoice_id} (${invoice ? "void" : "deleted"}) from ${subject}; ` +
+        "the next publish creates a new invoice"
+      : `${out.detail}`,
+  });
+}
+
+/** `link`: state a bill's invoice or a tenant's customer. */
+export async function runLink(ctx: CliContext, flags: Flags): Promise<number> {
+  const reason = requireReason(flags);
+  if (flags.bill !== undefined || flags.invoice !== undefined) {
+    if (flags.tenant !== undefined || flags.customer !== undefined) {
+      throw new UsageError("link takes either --bill with --invoice, or --tenant with --customer");
+    }
+    return await linkBill(ctx, flags, reason);
+  }
+  if (flags.tenant !== undefined || flags.customer !== undefined) {
+    return await linkTenant(ctx, flags, reason);
+  }
+  throw new UsageError(
+    "link needs --bill KIND:ID --invoice in_... or --tenant SLUG --customer cus_...",
+  );
+}
+
+async function linkBill(ctx: CliContext, flags: Flags, reason: string): Promise<number> {
+  const { kind, id } = requireBill(flags);
+  const invoiceId = String(flags.invoice ?? "");
+  if (!/^in_[A-Za-z0-9]+$/.test(invoiceId)) {
+    throw new UsageError(`--invoice must look like in_..., got "${invoiceId}"`);
+  }
+  const bill = await loadBill(ctx, kind, id);
+  const subject = billRef(kind, id);
+  const refuse = (message: string) =>
+    report(ctx, { ok: false, action: "link", subject, stored_id: bill.stripe_invoice_id, message });
+  const invoice = await retrieveInvoice(ctx, invoiceId);
+  if (!invoice) return refuse(`invoice ${invoiceId} does not exist in Stripe`);
+  const invoiceTenant = invoice.metadata?.[TENANT_NAME_KEY];
+  if (invoiceTenant && invoiceTenant !== bill.tenant) {
+    return refuse(`invoice ${invoiceId} belongs to tenant ${invoiceTenant}, not ${bill.tenant}`);
+  }
+  const invoiceCustomer = typeof invoice.customer === "string"
+    ? invoice.customer
+    : invoice.customer?.id;
+  if (bill.customer_id && invoiceCustomer !== bill.customer_id) {
+    return refuse(
+      `invoice ${invoiceId} is billed to ${invoiceCustomer}, but ${bill.tenant}'s customer is ${bill.customer_id}`,
+    );
+  }
+  if (!bill.customer_id && invoiceCustomer) {
+    const owner = await ctx.sql<{ tenant: string }[]>`
+      select tenant from public.tenants where stripe_customer_id = ${invoiceCustomer}`;
+    if (owner.length > 0) {
+      return refuse(
+        `invoice ${invoiceId} is billed to ${invoiceCustomer}, the customer of ${owner[0].tenant}`,
+      );
+    }
+  }
+  await recordState(ctx, invoice);
+  const [out] = await ctx.sql<
+    { outcome: string; stored_id: string | null; detail: string | null }[]
+  >`
+    select outcome, stored_id, detail
+    from internal.link_bill_invoice(${kind}, ${id}, ${invoiceId}, ${ctx.actor}, ${reason})`;
+  const ok = out.outcome === "linked" || out.outcome === "unchanged";
+  return report(ctx, {
+    ok,
+    action: "link",
+    subject,
+    stored_id: out.stored_id,
+    message: ok
+      ? `${subject} is invoice ${invoiceId} (${out.outcome}, ${invoice.status})`
+      : out.outcome === "conflict"
+      ? `${out.detail}; release it first if it really is replaced`
+      : `${out.detail}`,
+  });
+}
+
+async function linkTenant(ctx: CliContext, flags: Flags, reason: string): Promise<number> {
+  const tenant = String(flags.tenant ?? "");
+  const customerId = String(flags.customer ?? "");
+  if (!/^[A-Za-z0-9_.-]+\/$/.test(tenant)) {
+    throw new UsageError(`--tenant must be a tenant slug ending in "/", got "${tenant}"`);
+  }
+  if (!/^cus_[A-Za-z0-9]+$/.test(customerId)) {
+    throw new UsageError(`--customer must look like cus_..., got "${customerId}"`);
+  }
+  const exists = await ctx.sql`select 1 from public.tenants where tenant = ${tenant}`;
+  if (exists.length === 0) throw new UsageError(`tenant ${tenant} does not exist`);
+  const refuse = (message: string) =>
+    report(ctx, { ok: false, action: "link", subject: tenant, stored_id: null, message });
+  let customer: Stripe.Customer | Stripe.DeletedCustomer;
+  try {
+    customer = await ctx.caller.call(
+      "GET /v1/customers/:id",
+      (s) => s.customers.retrieve(customerId),
+    );
+  } catch (err) {
+    if (isStripeNotFound(err)) return refuse(`customer ${customerId} does not exist in Stripe`);
+    throw err;
+  }
+  if ("deleted" in customer && customer.deleted) return refuse(`customer ${customerId} is deleted`);
+  const owner = (customer as Stripe.Customer).metadata?.[TENANT_NAME_KEY];
+  if (owner && owner !== tenant) return refuse(`customer ${customerId} belongs to tenant ${owner}`);
+  const [out] = await ctx.sql<
+    { outcome: string; stored_id: string | null; detail: string | null }[]
+  >`
+    select outcome, stored_id, detail
+    from internal.link_tenant_customer(${tenant}, ${customerId}, ${ctx.actor}, ${reason})`;
+  const ok = out.outcome === "linked" || out.outcome === "unchanged";
+  return report(ctx, {
+    ok,
+    action: "link",
+    subject: tenant,
+    stored_id: out.stored_id,
+    message: ok ? `${tenant} is customer ${customerId} (${out.outcome})` : `${out.detail}`,
+  });
+}
