@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
+# STACK_PORT runs the whole suite against another cluster (e.g. beside a dev stack in use).
+export STACK_PORT=${STACK_PORT:-54322}
+export SUPABASE_DB_URL="postgresql://postgres@127.0.0.1:$STACK_PORT/postgres?sslmode=disable"
+legacy_port=$((STACK_PORT + 10))
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 bash dev/setup.sh
@@ -22,7 +26,6 @@ step "pgTAP, today's default privileges"
 bash dev/pgtap.sh
 
 step "pgTAP, legacy default privileges (projects before 2026-10-30)"
-legacy_port=54332
 STACK_PORT=$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
 trap 'STACK_PORT=$legacy_port bash dev/stack.sh stop' EXIT
 STACK_PORT=$legacy_port bash dev/pgtap.sh
