@@ -128,9 +128,11 @@ export async function verifyJwt(
  * are valid JWTs but not users, and are refused.
  */
 export async function verifyUserJwt(token: string, keys: JwtKeys): Promise<UserClaims> {
-  const claims = await verifyJwt(token, keys, { audience: "authenticated" });
+  const claims = await verifyJwt(token, keys);
   if (typeof claims.exp !== "number") throw new AuthError("token has no expiry");
   if (claims.role !== "authenticated") throw new AuthError("a signed-in user is required");
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!aud.includes("authenticated")) throw new AuthError("token audience is not authenticated");
   if (typeof claims.sub !== "string" || !UUID.test(claims.sub)) {
     throw new AuthError("token has no user ID");
   }

@@ -1,0 +1,44 @@
+/**
+ * Applying verified Stripe events to the invoice state mirror. The store-once, apply-once and
+ * order-safety rules live in SQL (internal.receive_stripe_event) so that one transaction decides
+ * them; this module picks the events worth storing and hands them over.
+ */
+import { asService } from "./as_caller.ts";
+import type { Sql } from "./db.ts";
+
+/** Event types the mirror follows (also checked by internal.stripe_event_is_relevant). */
+export const MIRRORED_EVENT_TYPES: ReadonlySet<string> = new Set([
+  "invoice.created",
+  "invoice.finalized",
+  "invoice.paid",
+  "invoice.payment_failed",
+  "invoice.voided",
+  "invoice.marked_uncollectible",
+  "invoice.deleted",
+  "invoice.updated",
+  "customer.deleted",
+]);
+
+/** What happened to one delivery. */
+export type EventOutcome =
+  | "applied" // first delivery; the mirror changed
+  | "stale" // first delivery; newer state was already mirrored
+  | "duplicate" // seen before; nothing done
+  | "ignored"; // a type the mirror does not follow; nothing stored
+
+/** The envelope fields the store reads; the whole event is stored as received. */
+export interface StripeEventLike {
+  id: string;
+  type: string;
+  created: number;
+}
+
+/** Stores and applies one verified event (as service_role); unfollowed types are ignored. */
+export async function receiveStripeEvent(sql: Sql, event: StripeEventLike): Promise<EventOutcome> {
+  if (!MIRRORED_EVENT_TYPES.has(event.type)) return "ignored";
+  return await asService(sql, async (tx) => {
+    const [row] = await tx<{ outcome: EventOutcome }[]>`
+      select internal.receive_stripe_event(${JSON.stringify(event)}::jsonb) as outcome`;
+    return row.outcome;
+  });
+}

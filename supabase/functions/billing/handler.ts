@@ -1,0 +1,188 @@
+/**
+ * The dashboard's billing operations for a signed-in tenant admin, all by stored Stripe ID:
+ * setup intent, payment methods (list, make primary, delete), one invoice, the invoice list.
+ *
+ * POST `{operation, tenant, ...}`. The caller's JWT is verified here (not only by the gateway),
+ * authorization is asked of the database as the caller, and the customer comes from the shared
+ * resolution, so the dashboard and publishing never create two customers for one tenant.
+ */
+import { asCaller, requireTenantAdmin } from "../_shared/as_caller.ts";
+import { AuthError, bearerToken, jwtKeysFromEnv, verifyUserJwt } from "../_shared/auth.ts";
+import { resolveCustomer } from "../_shared/customers.ts";
+import { createDb, dbUrlFromEnv, type Sql } from "../_shared/db.ts";
+import {
+  type Env,
+  type FunctionApp,
+  HttpError,
+  json,
+  readJsonObject,
+  withCors,
+} from "../_shared/http.ts";
+import {
+  createTenantSetupIntent,
+  deleteTenantPaymentMethod,
+  getTenantPaymentMethods,
+  setTenantPrimaryPaymentMethod,
+} from "../_shared/payment_methods.ts";
+import { StripeCaller } from "../_shared/stripe_calls.ts";
+import { createStripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
+import {
+  type BillSelector,
+  findTenantBill,
+  listTenantInvoices,
+  retrieveBillInvoice,
+} from "../_shared/tenant_invoices.ts";
+import {
+  isoDateSchema,
+  parseOrThrow,
+  stripeIdSchema,
+  tenantSchema,
+  z,
+} from "../_shared/validation.ts";
+
+const paymentMethodId = stripeIdSchema("pm");
+
+const requestSchema = z.discriminatedUnion("operation", [
+  z.object({ operation: z.literal("setup-intent"), tenant: tenantSchema }),
+  z.object({ operation: z.literal("get-tenant-payment-methods"), tenant: tenantSchema }),
+  z.object({
+    operation: z.literal("set-tenant-primary-payment-method"),
+    tenant: tenantSchema,
+    payment_method_id: paymentMethodId,
+  }),
+  z.object({
+    operation: z.literal("delete-tenant-payment-method"),
+    tenant: tenantSchema,
+    payment_method_id: paymentMethodId,
+  }),
+  z.object({
+    operation: z.literal("get-tenant-invoice"),
+    tenant: tenantSchema,
+    // The stable bill ID from list-tenant-invoices, or upstream's (type, period) key.
+    bill_id: z.string().regex(/^(final|manual):[1-9][0-9]*$/, "must look like manual:12")
+      .optional(),
+    type: z.enum(["final", "manual"]).optional(),
+    date_start: isoDateSchema.optional(),
+    date_end: isoDateSchema.optional(),
+  }),
+  z.object({
+    operation: z.literal("list-tenant-invoices"),
+    tenant: tenantSchema,
+    limit: z.number().int().min(1).max(1000).optional(),
+  }),
+]);
+
+type BillingRequest = z.infer<typeof requestSchema>;
+type InvoiceRequest = Extract<BillingRequest, { operation: "get-tenant-invoice" }>;
+
+function billSelector(req: InvoiceRequest): BillSelector {
+  if (req.bill_id) return { bill_id: req.bill_id };
+  for (const field of ["date_start", "date_end", "type"] as const) {
+    if (!req[field]) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        `${field} is required (or bill_id)`,
+        req.date_start || req.date_end || req.type ? field : "bill_id",
+      );
+    }
+  }
+  return { type: req.type!, date_start: req.date_start!, date_end: req.date_end! };
+}
+
+type PaymentRequest = Exclude<
+  BillingRequest,
+  { operation: "get-tenant-invoice" | "list-tenant-invoices" }
+>;
+
+/** The customer-side operations, by the tenant's stored (or adopted, or created) customer. */
+async function paymentOperation(
+  body: PaymentRequest,
+  sql: Sql,
+  caller: StripeCaller,
+  actor: string,
+): Promise<unknown> {
+  const deps = { sql, caller, actor };
+  if (body.operation === "setup-intent") {
+    const { customerId } = await resolveCustomer(deps, body.tenant);
+    return { setup_intent: await createTenantSetupIntent(caller, customerId!, body.tenant) };
+  }
+  // Reading or changing methods never creates a customer; adopting one still stores its ID.
+  let resolved = await resolveCustomer(deps, body.tenant, { dryRun: true });
+  if (resolved.source === "adopted") resolved = await resolveCustomer(deps, body.tenant);
+  const customerId = resolved.customerId;
+  if (body.operation === "get-tenant-payment-methods") {
+    return customerId
+      ? await getTenantPaymentMethods(caller, customerId)
+      : { primary: null, payment_methods: [] };
+  }
+  if (!customerId) {
+    throw new HttpError(
+      404,
+      "payment_method_not_found",
+      `no payment method ${body.payment_method_id} for this tenant`,
+      "payment_method_id",
+    );
+  }
+  return body.operation === "set-tenant-primary-payment-method"
+    ? await setTenantPrimaryPaymentMethod(caller, customerId, body.payment_method_id)
+    : await deleteTenantPaymentMethod(caller, customerId, body.payment_method_id);
+}
+
+/** Builds the billing function over `env` (Deno.env when deployed, a map under the gateway). */
+export function createApp(env: Env): FunctionApp {
+  const keys = jwtKeysFromEnv(env);
+  let sql: Sql | undefined;
+  let caller: StripeCaller | undefined;
+  const db = () => sql ??= createDb(dbUrlFromEnv(env), { max: 3, applicationName: "billing" });
+  // A person is waiting: fewer retries than a publishing run.
+  const stripe = () =>
+    caller ??= new StripeCaller(createStripe(stripeConfigFromEnv(env)), { maxAttempts: 3 });
+
+  const handle = async (req: Request): Promise<Response> => {
+    if (req.method !== "POST") {
+      throw new HttpError(405, "method_not_allowed", "use POST with a JSON body");
+    }
+    const token = bearerToken(req);
+    if (!token) throw new HttpError(401, "unauthorized", "a signed-in user is required");
+    let user;
+    try {
+      user = await verifyUserJwt(token, keys);
+    } catch (err) {
+      if (err instanceof AuthError) throw new HttpError(401, "unauthorized", err.message);
+      throw err;
+    }
+    const body = parseOrThrow(requestSchema, await readJsonObject(req));
+    const claims = user.claims;
+
+    // Authorization and every read of tenant rows happen as the caller.
+    switch (body.operation) {
+      case "list-tenant-invoices": {
+        const rows = await asCaller(db(), claims, async (tx) => {
+          await requireTenantAdmin(tx, body.tenant);
+          return await listTenantInvoices(tx, body.tenant, body.limit ?? 100);
+        });
+        return json({ invoices: rows });
+      }
+      case "get-tenant-invoice": {
+        const selector = billSelector(body);
+        const bill = await asCaller(db(), claims, async (tx) => {
+          await requireTenantAdmin(tx, body.tenant);
+          return await findTenantBill(tx, body.tenant, selector);
+        });
+        const invoice = await retrieveBillInvoice(db(), stripe(), bill.stripe_invoice_id);
+        return json({ bill_id: bill.bill_id, invoice });
+      }
+      default:
+        await asCaller(db(), claims, (tx) => requireTenantAdmin(tx, body.tenant));
+        return json(await paymentOperation(body, db(), stripe(), `billing:${user.sub}`));
+    }
+  };
+
+  return {
+    fetch: withCors("billing", handle),
+    close: async () => {
+      await sql?.end();
+    },
+  };
+}
