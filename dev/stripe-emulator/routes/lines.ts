@@ -51,7 +51,8 @@ function decimalTimes(unit: string, quantity: number): number {
 }
 
 /** Reads amount / price_data / unit_amount_decimal / quantity, rejecting conflicting sources. */
-function readPrice(p: Params, allowUnitAmountDecimal: boolean): PriceChange {
+function readPrice(p: Params, forInvoiceItem: boolean): PriceChange {
+  const allowUnitAmountDecimal = forInvoiceItem;
   const out: PriceChange = {};
   const amount = p.int("amount");
   const priceData = p.obj("price_data");
