@@ -138,12 +138,32 @@ function cannotExpand(path: string) {
   return invalidParam("expand", `This property cannot be expanded (${path}).`);
 }
 
+/** Fields that hold an expandable id (null-valued ones stay null when expanded). */
+const EXPANDABLE = new Set([
+  "customer",
+  "invoice",
+  "default_payment_method",
+  "payment_method",
+  "default_source",
+  "latest_revision",
+  "on_behalf_of",
+  "test_clock",
+  "application",
+  "subscription",
+  "latest_attempt",
+  "mandate",
+  "single_use_mandate",
+  "invoice_item",
+]);
+
 function expandPath(emu: Emulator, value: Json, segs: string[], full: string): Json {
   if (Array.isArray(value)) return value.map((v) => expandPath(emu, v, segs, full));
   if (value === null || typeof value !== "object") throw cannotExpand(full);
   const [head, ...rest] = segs;
   let child = value[head];
-  if (child === undefined) throw cannotExpand(full);
+  if (child === undefined || (rest.length === 0 && !EXPANDABLE.has(head))) {
+    throw cannotExpand(full);
+  }
   if (child === null) return value;
   if (typeof child === "string") {
     const resolved = resolveId(emu, child);
