@@ -5,7 +5,7 @@
  * the mirror.
  */
 import { asService, type Tx } from "./as_caller.ts";
-import type { Sql } from "./db.ts";
+import type { postgres, Sql } from "./db.ts";
 import { HttpError } from "./http.ts";
 import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
@@ -85,11 +85,12 @@ export interface InvoiceDetails {
 
 async function recordState(
   sql: Sql,
+  // A value, not JSON text: postgres.js encodes json parameters itself.
   invoice: Record<string, unknown>,
   observedAt: Date,
 ): Promise<void> {
   await asService(sql, async (tx) => {
-    await tx`select internal.record_invoice_state(${JSON.stringify(invoice)}::jsonb,
+    await tx`select internal.record_invoice_state(${tx.json(invoice as postgres.JSONValue)},
       ${observedAt}, 'billing:get-tenant-invoice')`;
   });
 }

@@ -4,7 +4,7 @@
  * them; this module picks the events worth storing and hands them over.
  */
 import { asService } from "./as_caller.ts";
-import type { Sql } from "./db.ts";
+import type { postgres, Sql } from "./db.ts";
 
 /** Event types the mirror follows (also checked by internal.stripe_event_is_relevant). */
 export const MIRRORED_EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -33,12 +33,17 @@ export interface StripeEventLike {
   created: number;
 }
 
+// postgres.js JSON-encodes parameters the server types as json: pass values, never JSON text.
+function asJson(value: unknown): postgres.JSONValue {
+  return value as postgres.JSONValue;
+}
+
 /** Stores and applies one verified event (as service_role); unfollowed types are ignored. */
 export async function receiveStripeEvent(sql: Sql, event: StripeEventLike): Promise<EventOutcome> {
   if (!MIRRORED_EVENT_TYPES.has(event.type)) return "ignored";
   return await asService(sql, async (tx) => {
     const [row] = await tx<{ outcome: EventOutcome }[]>`
-      select internal.receive_stripe_event(${JSON.stringify(event)}::jsonb) as outcome`;
+      select internal.receive_stripe_event(${tx.json(asJson(event))}) as outcome`;
     return row.outcome;
   });
 }

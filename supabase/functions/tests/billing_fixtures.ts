@@ -149,7 +149,7 @@ export async function makeFinalBill(
   const report = { subtotal: bill.cents, line_items: [] };
   const [row] = await sql<{ id: string }[]>`
     insert into internal.billing_historicals (tenant, billed_month, report)
-    values (${tenant}, ${bill.month}::timestamptz, ${JSON.stringify(report)}::jsonb)
+    values (${tenant}, ${bill.month}::timestamptz, ${sql.json(report)})
     returning id::text`;
   if (bill.invoiceId) {
     await sql`select internal.link_bill_invoice('final', ${row.id}::bigint, ${bill.invoiceId},
