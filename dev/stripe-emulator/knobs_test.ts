@@ -1,0 +1,562 @@
+/** Emulator-only knobs, each shown through the official SDK. */
+import assert from "node:assert/strict";
+import { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
+import { emulatorClient, emulatorTest, responseHeader, stripeError } from "./test_support.ts";
+
+const API_KEY = "sk_test_emulator";
+
+// --- latency ---------------------------------------------------------------------------------
+
+emulatorTest("latency: fixed and uniform range", async (t) => {
+  const c = await t.customer({});
+  await t.emu.control.setLatency({ fixedMs: 150 });
+  let start = performance.now();
+  await t.stripe.customers.retrieve(c.id);
+  assert.ok(performance.now() - start >= 140, "fixed latency applies");
+
+  await t.emu.control.setLatency({ minMs: 150, maxMs: 300 });
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    start = performance.now();
+    await t.stripe.customers.retrieve(c.id);
+    times.push(performance.now() - start);
+  }
+  assert.ok(times.every((ms) => ms >= 140 && ms < 1000), times.join(","));
+
+  await t.emu.control.setLatency({});
+  start = performance.now();
+  await t.stripe.customers.retrieve(c.id);
+  assert.ok(performance.now() - start < 100);
+});
+
+// --- rate limits -----------------------------------------------------------------------------
+
+emulatorTest("rate limits: global bucket answers 429 rate_limit with global-rate", async (t) => {
+  const c = await t.customer({});
+  await t.emu.control.setRateLimits({ globalPerSecond: 5 });
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, () => t.stripe.customers.retrieve(c.id)),
+  );
+  const limited = results.filter((r) => r.status === "rejected");
+  assert.ok(limited.length >= 10, `expected most to be limited, got ${limited.length}`);
+  assert.ok(results.some((r) => r.status === "fulfilled"));
+  const err = (limited[0] as PromiseRejectedResult).reason;
+  assert.ok(err instanceof Stripe.errors.StripeRateLimitError);
+  assert.equal(err.statusCode, 429);
+  assert.equal(err.code, "rate_limit");
+  assert.equal(err.rawType, "invalid_request_error");
+  assert.equal(responseHeader(err, "stripe-rate-limited-reason"), "global-rate");
+  const calls = await t.emu.control.calls();
+  assert.ok(calls.some((r) => r.fault === "limiter:global-rate" && r.status === 429));
+});
+
+emulatorTest("rate limits: Search has its own bucket (endpoint-rate)", async (t) => {
+  await t.emu.control.setRateLimits({ searchPerSecond: 2 });
+  const searches = await Promise.allSettled(
+    Array.from({ length: 8 }, () => t.stripe.customers.search({ query: `name:"x"` })),
+  );
+  const limited = searches.filter((r) => r.status === "rejected");
+  assert.ok(limited.length >= 5, `got ${limited.length}`);
+  const err = (limited[0] as PromiseRejectedResult).reason;
+  assert.equal(err.code, "rate_limit");
+  assert.equal(responseHeader(err, "stripe-rate-limited-reason"), "endpoint-rate");
+  // Other requests are not affected by the Search limiter.
+  const lists = await Promise.all(Array.from({ length: 8 }, () => t.stripe.customers.list()));
+  assert.equal(lists.length, 8);
+  assert.equal((await t.emu.control.callSummary()).searches, 8);
+});
+
+emulatorTest(
+  "faults: lock_timeout 429 carries Stripe-Should-Retry, so the SDK retries",
+  async (t) => {
+    const c = await t.customer({});
+    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    const err = await stripeError(t.stripe.customers.update(c.id, { name: "x" }));
+    assert.ok(err instanceof Stripe.errors.StripeRateLimitError);
+    assert.equal(err.code, "lock_timeout");
+    assert.equal(responseHeader(err, "stripe-should-retry"), "true");
+    assert.equal(responseHeader(err, "stripe-rate-limited-reason"), null);
+
+    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 1 });
+    const ok = await retrying.customers.update(c.id, { name: "after-lock" });
+    assert.equal(ok.name, "after-lock");
+  },
+);
+
+emulatorTest("faults: injected 429 rate_limit by route", async (t) => {
+  await t.emu.control.addFault({ route: "GET /v1/invoices", kind: "rate_limit", count: 2 });
+  for (let i = 0; i < 2; i++) {
+    const err = await stripeError(t.stripe.invoices.list());
+    assert.ok(err instanceof Stripe.errors.StripeRateLimitError);
+    assert.equal(responseHeader(err, "stripe-rate-limited-reason"), "global-rate");
+  }
+  assert.equal((await t.stripe.invoices.list()).object, "list");
+});
+
+// --- 5xx, timeouts, dropped connections --------------------------------------------------------
+
+emulatorTest("faults: 500 is saved by idempotency and replayed; no write applied", async (t) => {
+  await t.emu.control.addFault({ route: "POST /v1/customers", kind: "error", status: 500 });
+  const key = `k-${crypto.randomUUID()}`;
+  const e1 = await stripeError(t.stripe.customers.create({ name: "x" }, { idempotencyKey: key }));
+  assert.ok(e1 instanceof Stripe.errors.StripeAPIError);
+  assert.equal(e1.statusCode, 500);
+  assert.equal(e1.rawType, "api_error");
+  const e2 = await stripeError(t.stripe.customers.create({ name: "x" }, { idempotencyKey: key }));
+  assert.equal(e2.statusCode, 500);
+  assert.equal(responseHeader(e2, "idempotent-replayed"), "true");
+  assert.equal((await t.emu.control.state()).customers.length, 0);
+});
+
+emulatorTest(
+  "faults: 500 with applyWrite reports failure although the write happened",
+  async (t) => {
+    await t.emu.control.addFault({
+      route: "POST /v1/customers",
+      kind: "error",
+      status: 500,
+      applyWrite: true,
+    });
+    const err = await stripeError(t.stripe.customers.create({ name: "ghost" }));
+    assert.equal(err.statusCode, 500);
+    const state = await t.emu.control.state();
+    assert.deepEqual(state.customers.map((c) => c.name), ["ghost"]);
+  },
+);
+
+emulatorTest("faults: Stripe-Should-Retry false stops SDK retries; 503 is retried", async (t) => {
+  const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 2 });
+  await t.emu.control.addFault({
+    route: "GET /v1/customers",
+    kind: "error",
+    status: 500,
+    shouldRetry: false,
+    count: "always",
+  });
+  const err = await stripeError(retrying.customers.list());
+  assert.equal(err.statusCode, 500);
+  assert.equal(responseHeader(err, "stripe-should-retry"), "false");
+  assert.equal((await t.emu.control.callSummary()).byRoute["GET /v1/customers"], 1);
+  await t.emu.control.clearFaults();
+  await t.emu.control.resetCalls();
+
+  // 503 (edge, not saved): the SDK's retry with the same key then executes.
+  await t.emu.control.addFault({ route: "POST /v1/customers", kind: "error", status: 503 });
+  const c = await retrying.customers.create({ name: "after-503" });
+  assert.equal(c.name, "after-503");
+  const calls = await t.emu.control.calls();
+  assert.deepEqual(calls.map((r) => r.status), [503, 200]);
+  assert.equal(calls[0].idempotencyKey, calls[1].idempotencyKey);
+  assert.equal(calls[1].replayed, false);
+});
+
+emulatorTest("faults: 502 after letting the first request through (skip)", async (t) => {
+  await t.emu.control.addFault({
+    route: "GET /v1/customers/:id",
+    kind: "error",
+    status: 502,
+    skip: 1,
+  });
+  const c = await t.customer({});
+  await t.stripe.customers.retrieve(c.id);
+  const err = await stripeError(t.stripe.customers.retrieve(c.id));
+  assert.equal(err.statusCode, 502);
+  await t.stripe.customers.retrieve(c.id);
+  const [fault] = await t.emu.control.faults();
+  assert.equal(fault.hits, 1);
+  assert.equal(fault.remaining, 0);
+});
+
+emulatorTest(
+  "faults: timeout holds past the client timeout (with and without the write)",
+  async (t) => {
+    const impatient = emulatorClient(t.emu.port, { timeoutMs: 300 });
+    const c = await t.customer({});
+    await t.emu.control.addFault({ route: "GET /v1/customers/:id", kind: "timeout", holdMs: 2000 });
+    const started = performance.now();
+    const err = await stripeError(impatient.customers.retrieve(c.id));
+    assert.ok(err instanceof Stripe.errors.StripeConnectionError);
+    assert.ok(performance.now() - started < 1500);
+
+    await t.emu.control.addFault({
+      route: "POST /v1/customers",
+      kind: "timeout",
+      holdMs: 2000,
+      applyWrite: true,
+    });
+    const err2 = await stripeError(impatient.customers.create({ name: "slow" }));
+    assert.ok(err2 instanceof Stripe.errors.StripeConnectionError);
+    const names = (await t.emu.control.state()).customers.map((x) => x.name);
+    assert.ok(names.includes("slow"), "the write was applied before the hang-up");
+  },
+);
+
+emulatorTest(
+  "faults: drop after headers -> StripeConnectionError, write applied, replayable",
+  async (t) => {
+    const c = await t.customer({});
+    await t.emu.control.addFault({
+      route: "POST /v1/invoices",
+      kind: "drop",
+      mode: "after_headers",
+    });
+    const key = `k-${crypto.randomUUID()}`;
+    const err = await stripeError(
+      t.stripe.invoices.create({ customer: c.id }, { idempotencyKey: key }),
+    );
+    assert.ok(err instanceof Stripe.errors.StripeConnectionError);
+    const state = await t.emu.control.state();
+    assert.equal(state.invoices.length, 1, "the write happened");
+    const calls = await t.emu.control.calls();
+    const dropped = calls.find((r) => r.route === "POST /v1/invoices")!;
+    assert.equal(dropped.fault, "drop:after_headers");
+    assert.equal(dropped.executed, true);
+    // Retrying with the same key returns the saved result instead of a second invoice.
+    const again = await t.stripe.invoices.create({ customer: c.id }, { idempotencyKey: key });
+    assert.equal(again.id, state.invoices[0].id);
+    assert.equal(responseHeader(again, "idempotent-replayed"), "true");
+  },
+);
+
+emulatorTest("faults: drop before any byte: fetch resends on a reused connection", async (t) => {
+  const c = await t.customer({}); // warms up a keep-alive connection
+  await t.emu.control.resetCalls();
+  await t.emu.control.addFault({
+    route: "POST /v1/invoices",
+    kind: "drop",
+    mode: "before_response",
+  });
+  // The client silently resends the same request (same key): the code under test never sees
+  // the fault. That is why tests that need a visible drop use mode after_headers.
+  let outcome: "success" | "error";
+  try {
+    await t.stripe.invoices.create({ customer: c.id });
+    outcome = "success";
+  } catch (e) {
+    assert.ok(e instanceof Stripe.errors.StripeConnectionError);
+    outcome = "error";
+  }
+  const calls = (await t.emu.control.calls()).filter((r) => r.route === "POST /v1/invoices");
+  assert.equal(calls[0].fault, "drop:before_response");
+  assert.equal(calls[0].status, 0);
+  if (outcome === "success") {
+    assert.equal(calls.length, 2);
+    assert.equal(calls[1].replayed, true);
+    assert.equal(calls[1].idempotencyKey, calls[0].idempotencyKey);
+  }
+  assert.equal((await t.emu.control.state()).invoices.length, 1, "exactly one invoice");
+});
+
+// --- Search knobs ----------------------------------------------------------------------------
+
+emulatorTest(
+  "search: index lag hides new and changed objects until the clock passes",
+  async (t) => {
+    await t.emu.control.setSearch({ lagSeconds: 60 });
+    const c = await t.customer({ metadata: { tenant: "lagged" } });
+    const query = `metadata["tenant"]:"lagged"`;
+    assert.equal((await t.stripe.customers.search({ query })).data.length, 0);
+    assert.equal((await t.stripe.customers.retrieve(c.id)).id, c.id, "retrieve is consistent");
+    await t.emu.control.advanceClock(61);
+    assert.deepEqual((await t.stripe.customers.search({ query })).data.map((x) => x.id), [c.id]);
+
+    // An update is also lagged: the old value still matches, and the live object is returned.
+    await t.stripe.customers.update(c.id, { metadata: { tenant: "moved" } });
+    const stale = await t.stripe.customers.search({ query });
+    assert.deepEqual(stale.data.map((x) => x.metadata.tenant), ["moved"]);
+    assert.equal(
+      (await t.stripe.customers.search({ query: `metadata["tenant"]:"moved"` })).data.length,
+      0,
+    );
+    await t.emu.control.advanceClock(61);
+    assert.equal((await t.stripe.customers.search({ query })).data.length, 0);
+  },
+);
+
+emulatorTest("search: drop probability omits visible matches", async (t) => {
+  for (let i = 0; i < 40; i++) await t.customer({ metadata: { group: "g" } });
+  const query = `metadata["group"]:"g"`;
+  assert.equal((await t.stripe.customers.search({ query, limit: 100 })).data.length, 40);
+  await t.emu.control.setSearch({ dropProbability: 1 });
+  assert.equal((await t.stripe.customers.search({ query, limit: 100 })).data.length, 0);
+  await t.emu.control.setSearch({ dropProbability: 0.5 });
+  const n = (await t.stripe.customers.search({ query, limit: 100 })).data.length;
+  assert.ok(n > 0 && n < 40, `got ${n}`);
+});
+
+// --- idempotency knobs -----------------------------------------------------------------------
+
+emulatorTest("idempotency: a key in flight is a 409 idempotency_key_in_use", async (t) => {
+  await t.emu.control.setLatency({ fixedMs: 300 });
+  const key = `k-${crypto.randomUUID()}`;
+  const [a, b] = await Promise.allSettled([
+    t.stripe.customers.create({ name: "x" }, { idempotencyKey: key }),
+    new Promise((r) => setTimeout(r, 50)).then(() =>
+      t.stripe.customers.create({ name: "x" }, { idempotencyKey: key })
+    ),
+  ]);
+  assert.equal(a.status, "fulfilled");
+  assert.equal(b.status, "rejected");
+  const err = (b as PromiseRejectedResult).reason;
+  assert.equal(err.statusCode, 409);
+  assert.equal(err.code, "idempotency_key_in_use");
+  // After the first finishes, the same key replays.
+  const again = await t.stripe.customers.create({ name: "x" }, { idempotencyKey: key });
+  assert.equal(again.id, (a as PromiseFulfilledResult<Stripe.Customer>).value.id);
+});
+
+emulatorTest("idempotency: keys expire after the window on the emulator clock", async (t) => {
+  const key = `k-${crypto.randomUUID()}`;
+  const first = await t.stripe.customers.create({ name: "x" }, { idempotencyKey: key });
+  await t.emu.control.advanceClock(23 * 3600);
+  const replay = await t.stripe.customers.create({ name: "x" }, { idempotencyKey: key });
+  assert.equal(replay.id, first.id);
+  await t.emu.control.advanceClock(3600);
+  const fresh = await t.stripe.customers.create({ name: "x" }, { idempotencyKey: key });
+  assert.notEqual(fresh.id, first.id, "past 24 h the key is a brand-new request");
+
+  await t.emu.control.setIdempotencyTtl(60);
+  const k2 = `k-${crypto.randomUUID()}`;
+  const a = await t.stripe.customers.create({ name: "y" }, { idempotencyKey: k2 });
+  await t.emu.control.advanceClock(61);
+  const b = await t.stripe.customers.create({ name: "y" }, { idempotencyKey: k2 });
+  assert.notEqual(a.id, b.id);
+});
+
+emulatorTest("idempotency: same key on another endpoint is an idempotency_error", async (t) => {
+  const key = `k-${crypto.randomUUID()}`;
+  const c = await t.stripe.customers.create({}, { idempotencyKey: key });
+  const err = await stripeError(
+    t.stripe.invoices.create({ customer: c.id }, { idempotencyKey: key }),
+  );
+  assert.equal(err.rawType, "idempotency_error");
+});
+
+// --- hand-made changes -------------------------------------------------------------------------
+
+emulatorTest("dashboard: hand-made changes emit the same events as the API", async (t) => {
+  const ctl = t.emu.control;
+  const c = await ctl.createCustomer({ name: "by-hand", metadata: { tenant: "t1" } });
+  const pm = await ctl.createPaymentMethod({
+    customer: c.id,
+    brand: "mastercard",
+    last4: "4444",
+    exp_month: 1,
+    exp_year: 2031,
+  });
+  await ctl.setDefaultPaymentMethod(c.id, pm.id);
+  const seen = await t.stripe.customers.retrieve(c.id) as Stripe.Customer;
+  assert.equal(seen.invoice_settings.default_payment_method, pm.id);
+  const card = await t.stripe.paymentMethods.retrieve(pm.id);
+  assert.equal(card.card?.last4, "4444");
+  assert.equal(card.card?.brand, "mastercard");
+
+  const paid = await ctl.createInvoice({
+    customer: c.id,
+    metadata: { "estuary.dev/bill_id": "b1" },
+    lines: [{ amount: 1000, description: "usage" }],
+    status: "paid",
+  });
+  assert.equal(paid.status, "paid");
+  const viaSdk = await t.stripe.invoices.retrieve(paid.id);
+  assert.equal(viaSdk.metadata?.["estuary.dev/bill_id"], "b1");
+  assert.equal(viaSdk.total, 1000);
+
+  const draft = await ctl.createInvoice({ customer: c.id, lines: [{ amount: 5 }] });
+  await ctl.deleteInvoice(draft.id);
+  assert.equal((await stripeError(t.stripe.invoices.retrieve(draft.id))).statusCode, 404);
+
+  const open = await ctl.createInvoice({ customer: c.id, lines: [{ amount: 5 }], status: "open" });
+  await ctl.voidInvoice(open.id);
+  const unc = await ctl.createInvoice({ customer: c.id, lines: [{ amount: 7 }] });
+  await ctl.finalizeInvoice(unc.id);
+  await ctl.markInvoiceUncollectible(unc.id);
+  await ctl.payInvoice(unc.id);
+  assert.equal((await t.stripe.invoices.retrieve(unc.id)).status, "paid");
+
+  await ctl.deleteCustomer(c.id);
+  const gone = await t.stripe.customers.retrieve(c.id);
+  assert.equal((gone as Stripe.DeletedCustomer).deleted, true);
+
+  const events = await t.stripe.events.list({ limit: 100 });
+  const types: string[] = events.data.map((e) => e.type).reverse();
+  for (
+    const type of [
+      "customer.created",
+      "payment_method.attached",
+      "customer.updated",
+      "invoice.created",
+      "invoiceitem.created",
+      "invoice.finalized",
+      "invoice.paid",
+      "invoice.deleted",
+      "invoice.voided",
+      "invoice.marked_uncollectible",
+      "customer.deleted",
+    ]
+  ) assert.ok(types.includes(type), `missing ${type}`);
+  // Dashboard changes have no API request behind them.
+  assert.ok(events.data.every((e) => e.request?.id === null));
+  // None of this reached the SDK call log.
+  assert.equal(
+    (await ctl.calls()).every((r) => r.route.startsWith("GET ")),
+    true,
+  );
+});
+
+emulatorTest("dashboard: completing a setup intent attaches the card", async (t) => {
+  const c = await t.customer({});
+  const si = await t.stripe.setupIntents.create({ customer: c.id });
+  await t.emu.control.succeedSetupIntent(si.id, { card: { last4: "1881" } });
+  const got = await t.stripe.setupIntents.retrieve(si.id);
+  assert.equal(got.status, "succeeded");
+  const pms = await t.stripe.customers.listPaymentMethods(c.id);
+  assert.equal(pms.data[0].card?.last4, "1881");
+});
+
+// --- call log, state dump, reset ---------------------------------------------------------------
+
+emulatorTest("call log: routes, counts, keys, replays; reset clears only the log", async (t) => {
+  const c = await t.customer({});
+  const key = `k-${crypto.randomUUID()}`;
+  await t.stripe.invoices.create({ customer: c.id }, { idempotencyKey: key });
+  await t.stripe.invoices.create({ customer: c.id }, { idempotencyKey: key });
+  const inv = (await t.stripe.invoices.list({ customer: c.id })).data[0];
+  await t.stripe.invoices.retrieve(inv.id);
+  await t.stripe.invoices.search({ query: `customer:"${c.id}"` });
+  await t.stripe.invoices.del(inv.id);
+
+  const calls = await t.emu.control.calls();
+  const routes = calls.map((r) => r.route);
+  assert.deepEqual(routes, [
+    "POST /v1/customers",
+    "POST /v1/invoices",
+    "POST /v1/invoices",
+    "GET /v1/invoices",
+    "GET /v1/invoices/:id",
+    "GET /v1/invoices/search",
+    "DELETE /v1/invoices/:id",
+  ]);
+  assert.equal(calls[1].idempotencyKey, key);
+  assert.equal(calls[1].replayed, false);
+  assert.equal(calls[2].replayed, true);
+  assert.ok(calls[0].idempotencyKey?.startsWith("stripe-node-retry-"));
+  assert.equal(calls[4].path, `/v1/invoices/${inv.id}`);
+  assert.ok(calls.every((r) => r.requestId.startsWith("req_") && r.at > 0));
+
+  const summary = await t.emu.control.callSummary();
+  assert.equal(summary.total, 7);
+  assert.equal(summary.searches, 1);
+  assert.equal(summary.writes, 4);
+  assert.equal(summary.byRoute["POST /v1/invoices"], 2);
+  assert.equal(summary.byStatus["200"], 7);
+  assert.ok(!JSON.stringify(calls).includes(API_KEY), "the API key is never logged");
+
+  await t.emu.control.resetCalls();
+  assert.equal((await t.emu.control.callSummary()).total, 0);
+  assert.equal((await t.stripe.customers.retrieve(c.id)).id, c.id, "state survives");
+});
+
+emulatorTest("state dump flags deleted invoices and customers", async (t) => {
+  const c = await t.customer({ name: "dump" });
+  const inv = await t.invoice({ customer: c.id, metadata: { bill: "1" } });
+  await t.stripe.invoices.addLines(inv.id, { lines: [{ amount: 10 }] });
+  await t.stripe.invoices.del(inv.id);
+  await t.stripe.customers.del(c.id);
+  const state = await t.emu.control.state();
+  assert.equal(state.invoices.length, 1);
+  assert.equal(state.invoices[0].deleted, true);
+  assert.equal(state.invoices[0].metadata.bill, "1", "last state is kept");
+  assert.equal(state.customers[0].deleted, true);
+  assert.equal(state.customers[0].name, "dump");
+});
+
+emulatorTest("reset forgets objects, keys, calls and knobs", async (t) => {
+  const c = await t.customer({});
+  await t.emu.control.setLatency({ fixedMs: 50 });
+  await t.emu.control.addFault({ route: "GET /v1/invoices", kind: "error", count: "always" });
+  await t.emu.control.reset();
+  assert.equal((await stripeError(t.stripe.customers.retrieve(c.id))).statusCode, 404);
+  assert.equal((await t.stripe.invoices.list()).data.length, 0);
+  const config = await t.emu.control.config();
+  assert.deepEqual(config.latency, { minMs: 0, maxMs: 0 });
+  assert.deepEqual(await t.emu.control.faults(), []);
+  assert.equal((await t.emu.control.callSummary()).total, 2);
+});
+
+// --- [U] behaviour knobs and limits -------------------------------------------------------------
+
+emulatorTest("behaviour: pay on a draft finalizes first unless configured to fail", async (t) => {
+  const c = await t.customer({});
+  const a = await t.invoice({ customer: c.id });
+  await t.stripe.invoices.addLines(a.id, { lines: [{ amount: 10 }] });
+  const paid = await t.stripe.invoices.pay(a.id, { paid_out_of_band: true });
+  assert.equal(paid.status, "paid");
+  assert.ok(paid.number);
+
+  await t.emu.control.setBehaviour({ draftPayOrSend: "error" });
+  const b = await t.invoice({ customer: c.id });
+  assert.equal((await stripeError(t.stripe.invoices.pay(b.id))).statusCode, 400);
+
+  await t.emu.control.setBehaviour({ finalizedEditableFields: ["metadata", "description"] });
+  await t.stripe.invoices.addLines(b.id, { lines: [{ amount: 10 }] });
+  await t.stripe.invoices.finalizeInvoice(b.id);
+  const edited = await t.stripe.invoices.update(b.id, { description: "now allowed" });
+  assert.equal(edited.description, "now allowed");
+});
+
+emulatorTest("limits: 250 invoice items per invoice", async (t) => {
+  const c = await t.customer({});
+  const inv = await t.invoice({ customer: c.id });
+  const lines = (n: number) => Array.from({ length: n }, () => ({ amount: 1 }));
+  const err = await stripeError(t.stripe.invoices.addLines(inv.id, { lines: lines(251) }));
+  assert.equal(err.statusCode, 400);
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).total, 0, "nothing was added");
+  const ok = await t.stripe.invoices.addLines(inv.id, { lines: lines(250) });
+  assert.equal(ok.total, 250);
+  assert.equal((ok.lines as unknown as { total_count: number }).total_count, 250);
+  const more = await stripeError(t.stripe.invoices.addLines(inv.id, { lines: lines(1) }));
+  assert.equal(more.statusCode, 400);
+});
+
+// --- raw HTTP details the SDK does not exercise ---------------------------------------------------
+
+emulatorTest(
+  "http: brackets raw or escaped, expand[] or expand[0], Basic auth, 401, 404",
+  async (t) => {
+    const c = await t.customer({ name: "raw" });
+    const inv = await t.invoice({ customer: c.id });
+    const base = t.emu.url;
+    const auth = { authorization: `Bearer ${API_KEY}` };
+    const escaped = await fetch(`${base}/v1/invoices/${inv.id}?expand%5B%5D=customer`, {
+      headers: auth,
+    });
+    assert.equal((await escaped.json()).customer.name, "raw");
+    const indexed = await fetch(`${base}/v1/invoices/${inv.id}?expand[0]=customer`, {
+      headers: { authorization: `Basic ${btoa(`${API_KEY}:`)}` },
+    });
+    assert.equal((await indexed.json()).customer.name, "raw");
+    const form = await fetch(`${base}/v1/customers/${c.id}`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/x-www-form-urlencoded" },
+      body: "metadata%5Ba%5D=1&metadata[b]=2&preferred_locales[]=en&preferred_locales[]=fr",
+    });
+    const updated = await form.json();
+    assert.deepEqual(updated.metadata, { a: "1", b: "2" });
+    assert.deepEqual(updated.preferred_locales, ["en", "fr"]);
+    assert.ok(form.headers.get("request-id")?.startsWith("req_"));
+
+    const none = await fetch(`${base}/v1/customers`);
+    assert.equal(none.status, 401);
+    assert.equal((await none.json()).error.type, "invalid_request_error");
+    const unknown = await fetch(`${base}/v1/nothing`, { headers: auth });
+    assert.equal(unknown.status, 404);
+    await unknown.body?.cancel();
+    const version = await fetch(`${base}/v1/customers`, {
+      headers: { ...auth, "stripe-version": "2026-10-28.endive" },
+    });
+    assert.equal(version.headers.get("stripe-version"), "2026-10-28.endive");
+    await version.body?.cancel();
+  },
+);
