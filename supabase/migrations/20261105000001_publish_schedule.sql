@@ -37,17 +37,16 @@ as $$
 declare
   base text;
   secret text;
+  -- Dynamic SQL: Vault is an optional extension, absent on the local stack.
+  read_secret text := 'select decrypted_secret from vault.decrypted_secrets where name = $1';
 begin
   if p_month is null or date_trunc('month', p_month)::date <> p_month then
     raise exception 'month must be the first day of a month, got %', coalesce(p_month::text, 'NULL')
       using errcode = 'invalid_parameter_value', column = 'month';
   end if;
-  -- Dynamic SQL: Vault is an optional extension, absent on the local stack.
   if pg_catalog.to_regclass('vault.decrypted_secrets') is not null then
-    execute 'select decrypted_secret from vault.decrypted_secrets where name = $1'
-      into base using 'project_url';
-    execute 'select decrypted_secret from vault.decrypted_secrets where name = $1'
-      into secret using 'publish_invoices_secret';
+    execute read_secret into base using 'project_url';
+    execute read_secret into secret using 'publish_invoices_secret';
   end if;
   url := case when base is null then null
     else pg_catalog.rtrim(base, '/') || '/functions/v1/publish-invoices' end;
@@ -75,6 +74,9 @@ declare
     'net.http_post(text, jsonb, jsonb, jsonb, integer)') is not null;
   request_id bigint;
   result jsonb := '[]'::jsonb;
+  -- Dynamic SQL: pg_net is optional, absent on the local stack.
+  post text := 'select net.http_post(url := $1, body := $2, params := ''{}''::jsonb, '
+    'headers := $3, timeout_milliseconds := $4)';
 begin
   for run in
     select r.id, r.month from internal.publish_runs r
@@ -93,9 +95,7 @@ begin
       result := result || pg_catalog.jsonb_build_object('run_id', run.id, 'sent', false,
         'reason', 'Vault secrets project_url / publish_invoices_secret are not set');
     else
-      execute 'select net.http_post(url := $1, body := $2, params := ''{}''::jsonb, '
-        'headers := $3, timeout_milliseconds := $4)'
-        into request_id using req.url, req.body, req.headers, 5000;
+      execute post into request_id using req.url, req.body, req.headers, 5000;
       result := result || pg_catalog.jsonb_build_object('run_id', run.id, 'sent', true,
         'request_id', request_id);
     end if;
