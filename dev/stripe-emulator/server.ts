@@ -444,14 +444,16 @@ export async function startStripeEmulator(opts: EmulatorOptions = {}): Promise<R
   const hostname = opts.hostname ?? "127.0.0.1";
   const port = await server.listen(opts.port ?? 12111, hostname);
   const url = `http://${hostname}:${port}`;
+  let closing: Promise<void> | undefined;
   return {
     url,
     port,
     emulator,
     control: new EmulatorControl(url),
-    close: async () => {
-      await emulator.webhooks.close();
-      await server.close();
+    close: () => {
+      // Idempotent: tests may close early and again in a finally block.
+      closing ??= emulator.webhooks.close().then(() => server.close());
+      return closing;
     },
   };
 }
