@@ -187,6 +187,8 @@ export type Action =
     fields: Partial<InvoiceSpec> | null;
     /** Replace every line: remove these, add those. Null when the lines already match. */
     lines: { remove: string[]; add: LineSpec[] } | null;
+    /** The draft's total as read (checked when nothing is written). */
+    currentTotal: number;
     expectedTotal: number;
     roundingDiff: number;
     /** recreate_existing resumed: the adopted invoice replaces this one (audited swap). */
@@ -519,6 +521,7 @@ function updateDraft(
     lines: linesMatch(inv.lines, t.lines)
       ? null
       : { remove: inv.lines.map((l) => l.id), add: t.lines },
+    currentTotal: inv.total,
     expectedTotal: t.expectedTotal,
     roundingDiff: t.roundingDiff,
   };

@@ -1,0 +1,141 @@
+/**
+ * Invoice identity: retrieve by stored ID, or (no stored ID) list the customer's invoices, every
+ * page, with consistent reads, never Search. Converts Stripe objects to the planner's snapshots
+ * and records what it sees in the invoice state mirror.
+ */
+import type { Sql } from "./db.ts";
+import type { InvoiceSnapshot, InvoiceStatus, LineSnapshot, ListedInvoices } from "./planner.ts";
+import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
+import type { Stripe } from "./stripe_client.ts";
+
+/** Stripe list page size (the maximum). */
+const PAGE = 100;
+
+function toLine(l: Stripe.InvoiceLineItem): LineSnapshot {
+  return {
+    id: l.id,
+    description: l.description ?? null,
+    amount: l.amount,
+    quantity: l.quantity ?? null,
+    periodStart: l.period?.start ?? 0,
+    periodEnd: l.period?.end ?? 0,
+  };
+}
+
+/** The planner's view of an invoice; `lines` are the given ones (null: not read). */
+export function toSnapshot(inv: Stripe.Invoice, lines: LineSnapshot[] | null): InvoiceSnapshot {
+  const customer = typeof inv.customer === "string" ? inv.customer : inv.customer?.id ?? null;
+  return {
+    id: inv.id!,
+    status: (inv.status ?? null) as InvoiceStatus | null,
+    customer,
+    created: inv.created,
+    collectionMethod: inv.collection_method === "send_invoice"
+      ? "send_invoice"
+      : "charge_automatically",
+    dueDate: inv.due_date ?? null,
+    description: inv.description ?? null,
+    customFields: (inv.custom_fields ?? []).map((f) => ({ name: f.name, value: f.value })),
+    metadata: { ...(inv.metadata ?? {}) },
+    total: inv.total,
+    lines,
+  };
+}
+
+/** Every line of an invoice: the embedded first page, then the lines endpoint while has_more. */
+export async function readAllLines(
+  caller: StripeCaller,
+  inv: Stripe.Invoice,
+): Promise<LineSnapshot[]> {
+  const lines = (inv.lines?.data ?? []).map(toLine);
+  let more = inv.lines?.has_more ?? false;
+  while (more) {
+    const after = lines.length > 0 ? lines[lines.length - 1].id : undefined;
+    const page = await caller.call(
+      "GET /v1/invoices/:id/lines",
+      (s) => s.invoices.listLineItems(inv.id!, { limit: PAGE, starting_after: after }),
+    );
+    lines.push(...page.data.map(toLine));
+    more = page.has_more && page.data.length > 0;
+  }
+  return lines;
+}
+
+/** Records an invoice (or its deletion) in the state mirror; older news never wins. */
+export async function recordInvoiceState(
+  sql: Sql,
+  invoice: Stripe.Invoice | { id: string; deleted: true },
+  observedAt: Date,
+): Promise<void> {
+  await sql`select internal.record_invoice_state(${JSON.stringify(invoice)}::jsonb,
+    ${observedAt.toISOString()}::timestamptz, 'publish')`;
+}
+
+/** Retrieves an invoice by ID; null when Stripe answers 404 (deleted). Draft lines are read in full. */
+export async function retrieveInvoice(
+  deps: { sql: Sql; caller: StripeCaller; now: () => Date },
+  id: string,
+): Promise<{ invoice: Stripe.Invoice; snapshot: InvoiceSnapshot } | null> {
+  let inv: Stripe.Invoice;
+  try {
+    inv = await deps.caller.call("GET /v1/invoices/:id", (s) => s.invoices.retrieve(id));
+  } catch (err) {
+    if (!isStripeNotFound(err)) throw err;
+    await recordInvoiceState(deps.sql, { id, deleted: true }, deps.now());
+    return null;
+  }
+  await recordInvoiceState(deps.sql, inv, deps.now());
+  const lines = inv.status === "draft" ? await readAllLines(deps.caller, inv) : null;
+  return { invoice: inv, snapshot: toSnapshot(inv, lines) };
+}
+
+/** Every invoice of a customer (all pages, newest first), plus which bills hold them. */
+export async function listCustomerInvoices(
+  deps: { sql: Sql; caller: StripeCaller },
+  customerId: string,
+): Promise<{ raw: Map<string, Stripe.Invoice>; listed: ListedInvoices }> {
+  const raw = new Map<string, Stripe.Invoice>();
+  let after: string | undefined;
+  for (;;) {
+    const page = await deps.caller.call(
+      "GET /v1/invoices",
+      (s) => s.invoices.list({ customer: customerId, limit: PAGE, starting_after: after }),
+    );
+    for (const inv of page.data) raw.set(inv.id!, inv);
+    if (!page.has_more || page.data.length === 0) break;
+    after = page.data[page.data.length - 1].id;
+  }
+  const ids = [...raw.keys()];
+  const linkedTo: Record<string, string> = {};
+  if (ids.length > 0) {
+    const rows = await deps.sql<{ stripe_invoice_id: string; bill: string }[]>`
+      select stripe_invoice_id, bill_kind || ':' || bill_id as bill
+      from internal.bill_invoice_links where stripe_invoice_id = any(${ids}::text[])`;
+    for (const r of rows) linkedTo[r.stripe_invoice_id] = r.bill;
+  }
+  // Lines are read in full only for a draft that gets adopted (see withDraftLines).
+  const invoices = [...raw.values()].map((inv) =>
+    toSnapshot(
+      inv,
+      inv.status === "draft" && !inv.lines?.has_more ? (inv.lines?.data ?? []).map(toLine) : null,
+    )
+  );
+  return { raw, listed: { invoices, linkedTo } };
+}
+
+/** Fills in the full lines of one listed draft (when its embedded page was not all of them). */
+export async function withDraftLines(
+  caller: StripeCaller,
+  listed: ListedInvoices,
+  raw: Map<string, Stripe.Invoice>,
+  id: string,
+): Promise<ListedInvoices> {
+  const snap = listed.invoices.find((i) => i.id === id);
+  const inv = raw.get(id);
+  if (!snap || !inv || snap.status !== "draft" || snap.lines !== null) return listed;
+  const lines = await readAllLines(caller, inv);
+  return {
+    ...listed,
+    invoices: listed.invoices.map((i) => (i.id === id ? { ...i, lines } : i)),
+  };
+}

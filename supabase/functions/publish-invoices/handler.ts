@@ -1,0 +1,140 @@
+/**
+ * publish-invoices: plans or publishes a month's bills, draining the durable run within a time
+ * budget. Callable only with the service role's credential or the scheduler's own secret; the
+ * gateway lets the request through (verify_jwt = false), so the check happens here.
+ */
+import { createDb, dbUrlFromEnv, type Sql } from "../_shared/db.ts";
+import {
+  type Env,
+  type FunctionApp,
+  HttpError,
+  json,
+  readJsonObject,
+  withCors,
+} from "../_shared/http.ts";
+import { publish } from "../_shared/publish.ts";
+import { createStripe, type Stripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
+import { parseOrThrow, tenantSchema, z } from "../_shared/validation.ts";
+
+/** The request body. Unknown fields are refused, so a typo never silently means "all tenants". */
+export const publishBodySchema = z.strictObject({
+  month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "must be a month, YYYY-MM"),
+  tenants: z.array(tenantSchema).min(1, "must list at least one tenant").max(10_000).optional(),
+  dry_run: z.boolean().optional(),
+  recreate_existing: z.boolean().optional(),
+  run_id: z.uuid("must be a UUID").optional(),
+});
+
+/** Default time budget, below the 150 s wall clock of the free plan. */
+export const DEFAULT_BUDGET_MS = 120_000;
+
+const encoder = new TextEncoder();
+
+/** Compares two secrets in constant time (over their SHA-256 digests, so length leaks nothing). */
+export async function secretEquals(given: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", encoder.encode(given)),
+    crypto.subtle.digest("SHA-256", encoder.encode(expected)),
+  ]);
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+  return diff === 0;
+}
+
+function secretKeys(env: Env): string[] {
+  const raw = env.get("SUPABASE_SECRET_KEYS");
+  if (!raw) return [];
+  try {
+    const parsed = JSON.parse(raw);
+    return parsed && typeof parsed === "object"
+      ? Object.values(parsed).filter((v): v is string => typeof v === "string" && v !== "")
+      : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Who may call: `Authorization: Bearer <SUPABASE_SERVICE_ROLE_KEY>`, `apikey: <a secret key>`, or
+ * `x-scheduler-secret: <PUBLISH_INVOICES_SECRET>`. Every configured credential is compared (no
+ * early exit); returns the kind that matched, or null.
+ */
+export async function authorize(req: Request, env: Env): Promise<string | null> {
+  const checks: Promise<[string, boolean]>[] = [];
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get("authorization") ?? "")?.[1];
+  const serviceKey = env.get("SUPABASE_SERVICE_ROLE_KEY");
+  if (bearer && serviceKey) {
+    checks.push(secretEquals(bearer, serviceKey).then((ok) => ["service_role", ok]));
+  }
+  const apikey = req.headers.get("apikey");
+  if (apikey) {
+    for (const key of secretKeys(env)) {
+      checks.push(secretEquals(apikey, key).then((ok) => ["secret_key", ok]));
+    }
+  }
+  const scheduler = req.headers.get("x-scheduler-secret");
+  const schedulerSecret = env.get("PUBLISH_INVOICES_SECRET");
+  if (scheduler && schedulerSecret) {
+    checks.push(secretEquals(scheduler, schedulerSecret).then((ok) => ["scheduler", ok]));
+  }
+  const results = await Promise.all(checks);
+  return results.find(([, ok]) => ok)?.[0] ?? null;
+}
+
+/** Dependencies tests may inject; otherwise built from the environment on first use. */
+export interface PublishAppDeps {
+  sql?: Sql;
+  stripe?: Stripe;
+  worker?: string;
+  budgetMs?: number;
+}
+
+function dbError(err: unknown): HttpError | null {
+  const e = err as { code?: string; column_name?: string; message?: string };
+  if (e?.code === "22023") {
+    return new HttpError(400, "invalid_request", e.message ?? "invalid request", e.column_name);
+  }
+  return null;
+}
+
+/** Builds the function's handler. */
+export function createPublishApp(env: Env, deps: PublishAppDeps = {}): FunctionApp {
+  let sql = deps.sql;
+  let stripe = deps.stripe;
+  const ownsSql = !deps.sql;
+  const budgetMs = deps.budgetMs ??
+    (Number(env.get("PUBLISH_TIME_BUDGET_MS")) || DEFAULT_BUDGET_MS);
+  const fetch = withCors("publish-invoices", async (req) => {
+    if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
+    const caller = await authorize(req, env);
+    if (!caller) {
+      throw new HttpError(
+        401,
+        "unauthorized",
+        "a service-role key or the scheduler secret is required",
+      );
+    }
+    // Validate before touching anything: bad input writes nothing.
+    const body = parseOrThrow(publishBodySchema, await readJsonObject(req));
+    sql ??= createDb(dbUrlFromEnv(env), { max: 3, applicationName: "publish-invoices" });
+    stripe ??= createStripe(stripeConfigFromEnv(env));
+    const worker = deps.worker ?? `fn-${crypto.randomUUID().slice(0, 8)}`;
+    try {
+      const result = await publish({ sql, stripe, worker }, body, {
+        budgetMs,
+        actor: `publish-invoices (${caller})`,
+      });
+      return json(result, result.status === "pending" ? 202 : 200);
+    } catch (err) {
+      throw dbError(err) ?? err;
+    }
+  });
+  return {
+    fetch,
+    close: async () => {
+      if (ownsSql && sql) await sql.end();
+    },
+  };
+}

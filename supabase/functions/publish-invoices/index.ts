@@ -1,0 +1,3 @@
+import { createPublishApp } from "./handler.ts";
+
+Deno.serve(createPublishApp(Deno.env).fetch);
