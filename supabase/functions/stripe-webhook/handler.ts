@@ -38,7 +38,7 @@ export function createApp(env: Env): FunctionApp {
       );
     } catch (err) {
       // The SDK's message names the failed check, never the secret.
-      console.warn(`stripe-webhook: rejected delivery: ${(err as Error).message}`);
+      console.warn(`stripe-webhook: rejected delivery: ${(err as Error).message.split("\n")[0]}`);
       throw new HttpError(400, "invalid_signature", "signature verification failed");
     }
     try {
