@@ -286,7 +286,7 @@ Deno.test("drift reports voided, paid and unlinked invoices; release frees only 
 Deno.test("every command has --help, and unknown flags exit 2 naming the flag", async () => {
   const f = await cliFixture();
   try {
-    for (const command of ["finalize", "drift", "release", "link"]) {
+    for (const command of ["finalize", "drift", "runs", "release", "link"]) {
       const r = await f.run([command, "--help"]);
       assert.equal(r.code, 0, command);
       assert.match(r.stdout, new RegExp(`Usage: deno task billing ${command}`));

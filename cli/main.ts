@@ -7,6 +7,7 @@ import { type CliContext, createContext, type Env } from "./context.ts";
 import { driftSpec, runDrift } from "./commands/drift.ts";
 import { finalizeSpec, runFinalize } from "./commands/finalize.ts";
 import { linkSpec, releaseSpec, runLink, runRelease } from "./commands/identity.ts";
+import { runRuns, runsSpec } from "./commands/runs.ts";
 
 /** A command: its declaration and what it does; returns the exit code. */
 export interface Command {
@@ -18,6 +19,7 @@ export interface Command {
 export const COMMANDS: Command[] = [
   { spec: finalizeSpec, run: runFinalize },
   { spec: driftSpec, run: runDrift },
+  { spec: runsSpec, run: runRuns },
   { spec: releaseSpec, run: runRelease },
   { spec: linkSpec, run: runLink },
 ];

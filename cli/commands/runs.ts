@@ -1,0 +1,126 @@
+/** `runs`: recent publish runs, or one run's items with outcomes and Stripe calls. */
+import { type CommandSpec, type Flags, UsageError } from "../args.ts";
+import type { CliContext } from "../context.ts";
+import { table } from "../format.ts";
+import { runReport } from "../../supabase/functions/_shared/runs.ts";
+
+export const runsSpec: CommandSpec = {
+  name: "runs",
+  summary: "Show recent publish runs, or one run's items with outcomes and Stripe calls.",
+  usage: "runs [--id RUN_ID] [--limit N]",
+  flags: {
+    id: { type: "string", placeholder: "RUN_ID", description: "show this run's items" },
+    limit: { type: "string", placeholder: "N", description: "how many recent runs (default 20)" },
+  },
+};
+
+interface Counters {
+  items?: number;
+  pending?: number;
+  running?: number;
+  failed?: number;
+  outcomes?: Record<string, number>;
+}
+
+interface RunListRow {
+  id: string;
+  month: string;
+  status: string;
+  created_at: Date;
+  created_by: string;
+  dry_run: boolean;
+  item_count: number;
+  counters: Counters;
+  stripe_calls: number | null;
+}
+
+interface ReportItem {
+  item_no: number;
+  bill: string;
+  tenant: string;
+  state: string;
+  attempts: number;
+  outcome: string | null;
+  action: string | null;
+  reason: string | null;
+  detail: string | null;
+  stripe_invoice_id: string | null;
+  stripe_calls: Record<string, number> | null;
+  error: string | null;
+}
+
+function outcomes(c: Counters): string {
+  const parts = Object.entries(c.outcomes ?? {}).map(([k, v]) => `${k} ${v}`);
+  if (c.pending) parts.push(`pending ${c.pending}`);
+  if (c.running) parts.push(`running ${c.running}`);
+  return parts.join(", ") || "-";
+}
+
+function totalCalls(calls: Record<string, number> | null): number {
+  if (!calls) return 0;
+  if (typeof calls.total === "number") return calls.total;
+  return Object.values(calls).reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
+}
+
+/** `runs`. */
+export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
+  if (typeof flags.id === "string") {
+    if (!/^[0-9a-f-]{36}$/i.test(flags.id)) {
+      throw new UsageError(`--id must be a run ID (a UUID), got "${flags.id}"`);
+    }
+    const exists = await ctx.sql`select 1 from internal.publish_runs where id = ${flags.id}::uuid`;
+    if (exists.length === 0) throw new UsageError(`run ${flags.id} does not exist`);
+    const report = await runReport(ctx.sql, flags.id, true);
+    if (ctx.json) {
+      console.log(JSON.stringify(report, null, 2));
+      return 0;
+    }
+    const items = report.items as ReportItem[];
+    ctx.say(`Run ${report.run_id}: ${report.month}, ${report.status}, by ${report.created_by}`);
+    ctx.say(`Outcomes: ${outcomes(report.counters as Counters)}`);
+    ctx.say(table(items, [
+      { header: "#", value: (i) => i.item_no, align: "right" },
+      { header: "Bill", value: (i) => i.bill },
+      { header: "Tenant", value: (i) => i.tenant },
+      { header: "State", value: (i) => i.state },
+      { header: "Outcome", value: (i) => i.outcome },
+      { header: "Reason", value: (i) => i.reason ?? i.action },
+      { header: "Invoice", value: (i) => i.stripe_invoice_id },
+      { header: "Calls", value: (i) => totalCalls(i.stripe_calls), align: "right" },
+      { header: "Note", value: (i) => i.error ?? i.detail ?? "" },
+    ]));
+    return 0;
+  }
+  const limit = flags.limit === undefined ? 20 : Number(flags.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw new UsageError(`--limit must be a whole number from 1 to 1000, got "${flags.limit}"`);
+  }
+  const rows = await ctx.sql<RunListRow[]>`
+    select r.id::text, to_char(r.month, 'YYYY-MM') as month, r.status, r.created_at, r.created_by,
+      coalesce((r.options ->> 'dry_run')::boolean, false) as dry_run, r.item_count,
+      coalesce(r.counters, internal.publish_run_counters(r.id)) as counters,
+      (select sum(coalesce((i.stripe_calls ->> 'total')::int, 0))::int
+       from internal.publish_run_items i where i.run_id = r.id) as stripe_calls
+    from internal.publish_runs r
+    order by r.created_at desc
+    limit ${limit}`;
+  if (ctx.json) {
+    console.log(JSON.stringify(rows, null, 2));
+    return 0;
+  }
+  if (rows.length === 0) {
+    ctx.say("No publish runs yet.");
+    return 0;
+  }
+  ctx.say(table(rows, [
+    { header: "Run", value: (r) => r.id },
+    { header: "Month", value: (r) => r.month + (r.dry_run ? " (dry run)" : "") },
+    { header: "Created", value: (r) => r.created_at.toISOString().slice(0, 19).replace("T", " ") },
+    { header: "By", value: (r) => r.created_by },
+    { header: "Status", value: (r) => r.status },
+    { header: "Bills", value: (r) => r.item_count, align: "right" },
+    { header: "Outcomes", value: (r) => outcomes(r.counters) },
+    { header: "Stripe calls", value: (r) => r.stripe_calls ?? 0, align: "right" },
+  ]));
+  return 0;
+}
