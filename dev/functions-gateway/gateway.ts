@@ -4,7 +4,8 @@
  * does, injects the environment Supabase injects, and checks JWTs per function `verify_jwt`
  * (skipping OPTIONS; requiring `Authorization: Bearer <JWT>`, never accepting an apikey alone).
  *
- * Each function's handler.ts exports `createApp(env): FunctionApp`; the gateway passes it an env
+ * Each function's handler.ts exports `createApp(env): FunctionApp` (or one `create<Name>App`),
+ * and its index.ts is `Deno.serve(createApp(Deno.env).fetch)`. The gateway passes it an env
  * map instead of touching the process environment, so several gateways can run in one process
  * (tests under `deno test --parallel`).
  */
@@ -73,8 +74,17 @@ export interface FunctionsGateway {
   close(): Promise<void>;
 }
 
-interface FunctionModule {
-  createApp(env: Env): FunctionApp;
+type AppFactory = (env: Env) => FunctionApp;
+
+/** `createApp`, else the one export named `create<Something>App` (e.g. createPublishApp). */
+function appFactory(name: string, mod: Record<string, unknown>): AppFactory {
+  if (typeof mod.createApp === "function") return mod.createApp as AppFactory;
+  const named = Object.entries(mod)
+    .filter(([k, v]) => /^create[A-Za-z]*App$/.test(k) && typeof v === "function");
+  if (named.length !== 1) {
+    throw new Error(`${name}/handler.ts must export createApp(env) (or one create<Name>App)`);
+  }
+  return named[0][1] as AppFactory;
 }
 
 function gatewayError(status: number, body: unknown): Response {
@@ -114,11 +124,8 @@ export async function startFunctionsGateway(
         } catch {
           return null;
         }
-        const mod = await import(path.href) as Partial<FunctionModule>;
-        if (typeof mod.createApp !== "function") {
-          throw new Error(`${name}/handler.ts does not export createApp(env)`);
-        }
-        return mod.createApp(envFromRecord(env));
+        const mod = await import(path.href) as Record<string, unknown>;
+        return appFactory(name, mod)(envFromRecord(env));
       })();
       apps.set(name, app);
     }

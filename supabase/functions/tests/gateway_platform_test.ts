@@ -191,3 +191,30 @@ Deno.test("supabase-js functions.invoke reaches the function as the dashboard se
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("every function in supabase/functions boots under the gateway with its own auth", async () => {
+  const gw = await startFunctionsGateway({ port: 0 });
+  try {
+    const names: string[] = [];
+    for await (const e of Deno.readDir(new URL("../", import.meta.url))) {
+      if (!e.isDirectory || e.name.startsWith("_") || e.name === "tests") continue;
+      names.push(e.name);
+    }
+    assert.ok(names.includes("billing") && names.includes("stripe-webhook"));
+    for (const name of names.sort()) {
+      const preflight = await fetch(`${gw.url}/functions/v1/${name}`, { method: "OPTIONS" });
+      await preflight.body?.cancel();
+      assert.equal(preflight.status, 200, `${name} answers the preflight`);
+      assert.equal(preflight.headers.get("access-control-allow-origin"), "*", name);
+    }
+    // verify_jwt = false: the gateway lets anyone through, and the function refuses by itself.
+    const publish = await fetch(`${gw.url}/functions/v1/publish-invoices`, {
+      method: "POST",
+      body: "{}",
+    });
+    assert.equal(publish.status, 401);
+    assert.notDeepEqual(await publish.json(), { msg: "Invalid JWT" }, "the function answered");
+  } finally {
+    await gw.close();
+  }
+});
