@@ -165,6 +165,20 @@ contractTest("customers: search grammar (metadata, email ~, negation, OR, quotes
   });
   assert.deepEqual(ids(name), [a.id]);
 
+  const phone = await t.customer({ phone: "+15550001234", metadata: { tag: t.tag } });
+  const byPhone = await t.eventually(
+    () =>
+      t.stripe.customers.search({
+        query: `phone:"+15550001234" AND metadata["tag"]:"${t.tag}"`,
+      }),
+    (r) => r.data.length === 1,
+  );
+  assert.deepEqual(ids(byPhone), [phone.id]);
+  const recent = await t.stripe.customers.search({
+    query: `created>=${a.created - 1} AND metadata["tag"]:"${t.tag}" AND -phone:"+15550001234"`,
+  });
+  assert.deepEqual(ids(recent), both);
+
   const mixed = await stripeError(
     t.stripe.customers.search({ query: `name:"a" AND email:"b" OR phone:"c"` }),
   );
@@ -243,10 +257,19 @@ contractTest("conventions: headers, expand[] on objects and lists", async (t) =>
   const listed = await t.stripe.invoices.list({ customer: c.id, expand: ["data.customer"] });
   assert.equal((listed.data[0].customer as Stripe.Customer).id, c.id);
 
-  await t.stripe.invoices.del(inv.id);
-  await t.stripe.customers.del(c.id);
   const inv2 = await t.invoice({ customer: (await t.customer({})).id });
   assert.equal(typeof inv2.customer, "string");
+
+  // An invoice whose customer was deleted expands it to the deleted stub.
+  await t.stripe.invoices.addLines(inv.id, { lines: [{ amount: 100 }] });
+  await t.stripe.invoices.finalizeInvoice(inv.id);
+  await t.stripe.customers.del(c.id);
+  const orphan = await t.stripe.invoices.retrieve(inv.id, { expand: ["customer"] });
+  assert.deepEqual({ ...(orphan.customer as Stripe.DeletedCustomer) }, {
+    id: c.id,
+    object: "customer",
+    deleted: true,
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -596,6 +619,13 @@ contractTest("invoices: search by metadata, customer, status, total", async (t) 
     query: `customer:"${c.id}" AND total>1000 AND status:"draft"`,
   });
   assert.deepEqual(big.data.map((i) => i.id), [a.id]);
+  const fin = await t.stripe.invoices.finalizeInvoice(a.id);
+  const byNumber = await t.eventually(
+    () => t.stripe.invoices.search({ query: `number:"${fin.number}"` }),
+    (r) => r.data.length === 1,
+  );
+  assert.deepEqual(byNumber.data.map((i) => i.id), [a.id]);
+  assert.equal(byNumber.data[0].status, "open");
   const notTwo = await t.stripe.invoices.search({
     query: `metadata["tag"]:"${t.tag}" AND -metadata["n"]:"2" AND currency:"usd"`,
   });
