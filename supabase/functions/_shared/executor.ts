@@ -53,7 +53,7 @@ async function intent(
   idempotencyKey: string | null = null,
 ): Promise<void> {
   await d.sql`select internal.record_publish_intent(${d.runId}::uuid, ${d.itemNo}, ${d.worker},
-    ${step}, ${idempotencyKey}, ${invoiceId}, ${JSON.stringify(params)}::jsonb)`;
+    ${step}, ${idempotencyKey}, ${invoiceId}, ${d.sql.json(params as never)})`;
 }
 
 async function link(

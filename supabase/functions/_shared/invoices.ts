@@ -67,7 +67,7 @@ export async function recordInvoiceState(
   invoice: Stripe.Invoice | { id: string; deleted: true },
   observedAt: Date,
 ): Promise<void> {
-  await sql`select internal.record_invoice_state(${JSON.stringify(invoice)}::jsonb,
+  await sql`select internal.record_invoice_state(${sql.json(invoice as never)},
     ${observedAt.toISOString()}::timestamptz, 'publish')`;
 }
 

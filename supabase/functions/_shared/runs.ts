@@ -49,7 +49,7 @@ export async function enqueueRun(
 ): Promise<string> {
   const [row] = await sql<{ id: string }[]>`
     select internal.enqueue_publish_run(${input.month + "-01"}::date,
-      ${input.tenants ?? null}::text[], ${JSON.stringify(input.options ?? {})}::jsonb,
+      ${input.tenants ?? null}::text[], ${sql.json((input.options ?? {}) as never)},
       ${input.actor}, ${input.runId ?? null}::uuid)::text as id`;
   return row.id;
 }
@@ -100,9 +100,8 @@ export async function completeItem(
   const [row] = await sql<{ state: string }[]>`
     select internal.complete_publish_item(${claim.run_id}::uuid, ${claim.item_no}, ${worker},
       ${c.outcome}, ${c.action}, ${c.reason}, ${c.detail}, ${c.invoiceId},
-      ${JSON.stringify(c.stripeCalls)}::jsonb, ${
-    c.plan === null ? null : JSON.stringify(c.plan)
-  }::jsonb,
+      ${sql.json(c.stripeCalls as never)},
+      ${c.plan === null ? null : sql.json(c.plan as never)}::jsonb,
       ${c.error}, ${c.retry}) as state`;
   return row.state;
 }
