@@ -9,6 +9,7 @@ import type { postgres, Sql } from "./db.ts";
 import { HttpError } from "./http.ts";
 import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
+import { fromUnixSeconds } from "./units.ts";
 
 /** One row of the dashboard's invoice list. */
 export interface TenantInvoiceRow {
@@ -96,6 +97,24 @@ async function recordState(
 }
 
 /**
+ * When Stripe last moved the invoice through its lifecycle, on Stripe's clock: the stamp for a
+ * retrieved state. Stamping with our own clock could outrank a newer webhook event (event.created
+ * is whole seconds on Stripe's clock), leaving a paid invoice shown as open; with Stripe's own
+ * transition times, a later event always wins and a same-second one ties on lifecycle rank.
+ */
+export function invoiceStateTime(invoice: Stripe.Invoice): Date {
+  const t = invoice.status_transitions ?? {};
+  const seconds = Math.max(
+    invoice.created ?? 0,
+    t.finalized_at ?? 0,
+    t.paid_at ?? 0,
+    t.voided_at ?? 0,
+    t.marked_uncollectible_at ?? 0,
+  );
+  return fromUnixSeconds(seconds);
+}
+
+/**
  * Retrieves the stored invoice by ID and mirrors what it learns. Null when the bill has no
  * invoice, or its invoice is a draft (not yet issued, as upstream) or was deleted.
  */
@@ -105,8 +124,6 @@ export async function retrieveBillInvoice(
   stripeInvoiceId: string | null,
 ): Promise<InvoiceDetails | null> {
   if (!stripeInvoiceId) return null;
-  // Observed no later than the retrieve started: a webhook stamped after that still wins.
-  const observedAt = new Date();
   let invoice: Stripe.Invoice;
   try {
     invoice = await caller.call(
@@ -115,10 +132,15 @@ export async function retrieveBillInvoice(
     );
   } catch (err) {
     if (!isStripeNotFound(err)) throw err;
-    await recordState(sql, { id: stripeInvoiceId, object: "invoice", deleted: true }, observedAt);
+    // Deletion is final (rank wins ties), so our own clock is a safe stamp here.
+    await recordState(sql, { id: stripeInvoiceId, object: "invoice", deleted: true }, new Date());
     return null;
   }
-  await recordState(sql, invoice as unknown as Record<string, unknown>, observedAt);
+  await recordState(
+    sql,
+    invoice as unknown as Record<string, unknown>,
+    invoiceStateTime(invoice),
+  );
   if (invoice.status === "draft") return null;
   return {
     id: invoice.id!,

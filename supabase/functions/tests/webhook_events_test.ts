@@ -4,11 +4,15 @@
 // unfollowed types are acknowledged and not stored.
 import assert from "node:assert/strict";
 import { signPayload } from "../../../dev/stripe-emulator/webhooks.ts";
+import { toUnixSeconds } from "../_shared/units.ts";
 import {
+  client,
   type Harness,
   HARNESS_TEST,
+  invoke,
   makeManualBill,
   makeTenant,
+  makeTenantAdmin,
   storedCustomer,
   withHarness,
 } from "./billing_fixtures.ts";
@@ -53,7 +57,7 @@ function invoiceEvent(id: string, type: string, invoice: Record<string, unknown>
       id,
       object: "event",
       api_version: "2026-10-28.endive",
-      created: Math.floor(Date.now() / 1000),
+      created: toUnixSeconds(new Date()),
       livemode: false,
       pending_webhooks: 1,
       request: { id: null, idempotency_key: null },
@@ -65,7 +69,7 @@ function invoiceEvent(id: string, type: string, invoice: Record<string, unknown>
   );
 }
 
-const now = () => Math.floor(Date.now() / 1000);
+const now = () => toUnixSeconds(new Date());
 
 Deno.test({
   name: "forged, missing, stale or re-signed signatures get 400 and write nothing",
@@ -251,5 +255,42 @@ Deno.test({
     assert.ok(unfollowed.length > 0);
     assert.ok(unfollowed.every((d) => d.status === 200), JSON.stringify(unfollowed));
     assert.equal((await storedEvents(h, unfollowed.map((d) => d.eventId))).length, 0);
+  }),
+});
+
+Deno.test({
+  name: "a dashboard retrieve never outranks a webhook event that comes after it",
+  ...HARNESS_TEST,
+  fn: withHarness(async (h) => {
+    const a = await makeTenantAdmin(h, "wt");
+    const customer = await storedCustomer(h, a.tenant);
+    const pm = await h.emu.control.createPaymentMethod({ customer, default: true });
+    const inv = await h.emu.control.createInvoice({
+      customer,
+      status: "open",
+      lines: [{ amount: 2_500 }],
+    });
+    const billId = await makeManualBill(h.sql, a.tenant, {
+      cents: 2_500,
+      start: "2031-03-01",
+      end: "2031-04-01",
+      invoiceId: inv.id as string,
+    });
+    await h.emu.control.flushWebhooks();
+    await h.emu.control.pauseWebhooks();
+
+    // The admin opens the invoice; then it is paid within the same Stripe second.
+    const opened = await invoke(client(h, a.token), "billing", {
+      operation: "get-tenant-invoice",
+      tenant: a.tenant,
+      bill_id: billId,
+    });
+    assert.equal((opened.body.invoice as { status: string }).status, "open");
+    await h.emu.control.payInvoice(inv.id as string, { payment_method: pm.id });
+    await h.emu.control.flushWebhooks();
+    await h.emu.control.resumeWebhooks();
+
+    const state = await mirrored(h, inv.id as string);
+    assert.equal(state?.status, "paid", "the later event wins over the earlier retrieve");
   }),
 });
