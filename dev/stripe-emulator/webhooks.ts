@@ -224,9 +224,17 @@ export class WebhookDispatcher {
     });
   }
 
+  /** Clears the queue, the delivery log and delivery options; the endpoint (url, secret) stays. */
   reset(): void {
     this.queue = [];
     this.deliveries.length = 0;
+    this.config = {
+      ...this.config,
+      maxAttempts: 4,
+      retryDelaysMs: [100, 500, 2000],
+      autoDeliver: true,
+      timeoutMs: 10_000,
+    };
   }
 
   async close(): Promise<void> {
