@@ -5,7 +5,7 @@
  */
 import { HttpError } from "./http.ts";
 import { TENANT_NAME_KEY } from "./metadata.ts";
-import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
+import { isStripeNotFound, type StripeCaller, stripeCode } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
 
 /** What the dashboard shows of a payment method (no fingerprints or billing addresses). */
@@ -42,16 +42,23 @@ function summarize(pm: Stripe.PaymentMethod): PaymentMethodSummary {
   };
 }
 
+function customerDeleted(): HttpError {
+  return new HttpError(
+    409,
+    "customer_deleted",
+    "the tenant's Stripe customer was deleted; ask support to relink billing",
+  );
+}
+
+/** The `param` a Stripe error names, if any. */
+function stripeParam(err: unknown): string | undefined {
+  return (err as { param?: string } | null)?.param;
+}
+
 /** The customer by ID; 409 when it was deleted in Stripe (an operator must relink the tenant). */
 async function liveCustomer(caller: StripeCaller, customerId: string): Promise<Stripe.Customer> {
   const c = await caller.call("GET /v1/customers/:id", (s) => s.customers.retrieve(customerId));
-  if (c.deleted) {
-    throw new HttpError(
-      409,
-      "customer_deleted",
-      "the tenant's Stripe customer was deleted; ask support to relink billing",
-    );
-  }
+  if (c.deleted) throw customerDeleted();
   return c;
 }
 
@@ -170,16 +177,25 @@ export async function createTenantSetupIntent(
   customerId: string,
   tenant: string,
 ): Promise<{ id: string; client_secret: string | null; status: string }> {
-  const intent = await caller.call(
-    "POST /v1/setup_intents",
-    (s, requestOptions) =>
-      s.setupIntents.create({
-        customer: customerId,
-        description: "Store your payment details",
-        usage: "off_session",
-        automatic_payment_methods: { enabled: true },
-        metadata: { [TENANT_NAME_KEY]: tenant },
-      }, requestOptions),
-  );
+  let intent: Stripe.SetupIntent;
+  try {
+    intent = await caller.call(
+      "POST /v1/setup_intents",
+      (s, requestOptions) =>
+        s.setupIntents.create({
+          customer: customerId,
+          description: "Store your payment details",
+          usage: "off_session",
+          automatic_payment_methods: { enabled: true },
+          metadata: { [TENANT_NAME_KEY]: tenant },
+        }, requestOptions),
+    );
+  } catch (err) {
+    // The stored customer is gone: never make another one behind the operator's back.
+    if (stripeCode(err) === "resource_missing" && stripeParam(err) === "customer") {
+      throw customerDeleted();
+    }
+    throw err;
+  }
   return { id: intent.id, client_secret: intent.client_secret, status: intent.status };
 }

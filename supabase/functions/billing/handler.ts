@@ -24,7 +24,13 @@ import {
   getTenantPaymentMethods,
   setTenantPrimaryPaymentMethod,
 } from "../_shared/payment_methods.ts";
-import { StripeCaller } from "../_shared/stripe_calls.ts";
+import {
+  isRetryableStripeError,
+  StripeCaller,
+  stripeCode,
+  stripeStatus,
+  StripeThrottledError,
+} from "../_shared/stripe_calls.ts";
 import { createStripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
 import {
   type BillSelector,
@@ -129,6 +135,23 @@ async function paymentOperation(
     : await deleteTenantPaymentMethod(caller, customerId, body.payment_method_id);
 }
 
+/**
+ * Stripe failures the caller may see: busy or down is a 503 to retry (never a silent success);
+ * anything else Stripe refused is a 502. Stripe's message stays in the log.
+ */
+function stripeFailure(err: unknown): HttpError | null {
+  if (err instanceof StripeThrottledError || isRetryableStripeError(err)) {
+    console.warn(`billing: Stripe unavailable: ${(err as Error).message}`);
+    return new HttpError(503, "stripe_unavailable", "Stripe is busy; try again in a moment");
+  }
+  const status = stripeStatus(err);
+  if (status === undefined) return null;
+  console.error(
+    `billing: Stripe refused (${status} ${stripeCode(err) ?? "-"}): ${(err as Error).message}`,
+  );
+  return new HttpError(502, "stripe_error", "Stripe refused the request");
+}
+
 /** Builds the billing function over `env` (Deno.env when deployed, a map under the gateway). */
 export function createApp(env: Env): FunctionApp {
   const keys = jwtKeysFromEnv(env);
@@ -180,7 +203,13 @@ export function createApp(env: Env): FunctionApp {
   };
 
   return {
-    fetch: withCors("billing", handle),
+    fetch: withCors("billing", async (req) => {
+      try {
+        return await handle(req);
+      } catch (err) {
+        throw stripeFailure(err) ?? err;
+      }
+    }),
     close: async () => {
       await sql?.end();
     },

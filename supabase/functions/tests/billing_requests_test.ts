@@ -294,3 +294,35 @@ Deno.test({
     assert.equal((await h.emu.control.callSummary()).searches, 0);
   }),
 });
+
+Deno.test({
+  name: "Stripe trouble is a 503 to retry or a 409 that says what happened, never a 200",
+  ...HARNESS_TEST,
+  fn: withHarness(async (h) => {
+    const a = await makeTenantAdmin(h, "st");
+    const customer = await storedCustomer(h, a.tenant);
+    const c = client(h, a.token);
+    const op = (operation: string) => invoke(c, "billing", { operation, tenant: a.tenant });
+
+    await h.emu.control.addFault({
+      route: "GET /v1/customers/:id/payment_methods",
+      kind: "rate_limit",
+      count: "always",
+    });
+    const throttled = await op("get-tenant-payment-methods");
+    assert.equal(throttled.status, 503);
+    assert.equal((throttled.body.error as { code: string }).code, "stripe_unavailable");
+    await h.emu.control.clearFaults();
+
+    // The stored customer was deleted in Stripe: say so instead of making another one.
+    await h.emu.control.deleteCustomer(customer);
+    const deleted = await op("get-tenant-payment-methods");
+    assert.equal(deleted.status, 409);
+    assert.equal((deleted.body.error as { code: string }).code, "customer_deleted");
+    const setup = await op("setup-intent");
+    assert.equal(setup.status, 409);
+    assert.equal((setup.body.error as { code: string }).code, "customer_deleted");
+    const state = await h.emu.control.state();
+    assert.equal(state.customers.filter((x) => !x.deleted).length, 0, "no second customer");
+  }),
+});
