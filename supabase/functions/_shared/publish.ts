@@ -326,6 +326,9 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       invoiceId: null,
       error: `${e.name}: ${e.message}`,
       retry,
+    }).catch((failure) => {
+      // Lost the lease meanwhile: the item is someone else's now.
+      if (pgCode(failure) !== LEASE_LOST) throw failure;
     });
   }
 }
