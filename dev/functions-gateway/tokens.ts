@@ -4,6 +4,7 @@
  * user session tokens for tests (valid, expired, forged, for the wrong audience).
  */
 import { type SigningKey, signJwt } from "../../supabase/functions/_shared/auth.ts";
+import { toUnixSeconds } from "../../supabase/functions/_shared/units.ts";
 
 /** The local stack's JWT secret (Supabase CLI default). */
 export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
@@ -43,7 +44,7 @@ export interface UserTokenOptions {
 
 /** A session token shaped like GoTrue's (docs `guides/auth/jwt-fields`). */
 export function mintUserJwt(options: UserTokenOptions): Promise<string> {
-  const iat = Math.floor((options.now ?? Date.now()) / 1000);
+  const iat = toUnixSeconds(new Date(options.now ?? Date.now()));
   const exp = iat + (options.expiresIn ?? 3600);
   return signJwt({
     iss: `${options.projectUrl ?? "http://127.0.0.1:54321"}/auth/v1`,

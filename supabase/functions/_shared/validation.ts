@@ -22,7 +22,11 @@ export function stripeIdSchema(prefix: string) {
 export const isoDateSchema = z.string().regex(
   /^\d{4}-\d{2}-\d{2}$/,
   "must be a date, YYYY-MM-DD",
-).refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)), "must be a valid date");
+).refine((s) => {
+  // Round-trip: Date.parse accepts 2030-02-30 as March 2.
+  const t = Date.parse(`${s}T00:00:00Z`);
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === s;
+}, "must be a valid date");
 
 /** The value at `path` inside `value`, or undefined. */
 function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
