@@ -7,6 +7,7 @@ import type { Sql } from "./db.ts";
 import type { InvoiceSnapshot, InvoiceStatus, LineSnapshot, ListedInvoices } from "./planner.ts";
 import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
+import { invoiceStateTime } from "./tenant_invoices.ts";
 
 /** Stripe list page size (the maximum). */
 const PAGE = 100;
@@ -61,14 +62,21 @@ export async function readAllLines(
   return lines;
 }
 
-/** Records an invoice (or its deletion) in the state mirror; older news never wins. */
+/**
+ * Records an invoice (or its deletion) in the state mirror; older news never wins. A retrieved
+ * state is stamped with Stripe's own transition time (so a later webhook event still wins); a
+ * deletion, which carries no time, with ours.
+ */
 export async function recordInvoiceState(
   sql: Sql,
   invoice: Stripe.Invoice | { id: string; deleted: true },
   observedAt: Date,
 ): Promise<void> {
+  const at = "deleted" in invoice && invoice.deleted === true
+    ? observedAt
+    : invoiceStateTime(invoice as Stripe.Invoice);
   await sql`select internal.record_invoice_state(${sql.json(invoice as never)},
-    ${observedAt.toISOString()}::timestamptz, 'publish')`;
+    ${at.toISOString()}::timestamptz, 'publish')`;
 }
 
 /** Retrieves an invoice by ID; null when Stripe answers 404 (deleted). Draft lines are read in full. */
