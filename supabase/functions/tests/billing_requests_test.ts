@@ -3,6 +3,8 @@
 // to the first remaining method; the customer comes from the shared resolution (stored, else
 // adopted by one Search, else created once with the shared idempotency key).
 import assert from "node:assert/strict";
+import { resolveCustomer } from "../_shared/customers.ts";
+import { StripeCaller } from "../_shared/stripe_calls.ts";
 import {
   client,
   type Harness,
@@ -324,5 +326,43 @@ Deno.test({
     assert.equal((setup.body.error as { code: string }).code, "customer_deleted");
     const state = await h.emu.control.state();
     assert.equal(state.customers.filter((x) => !x.deleted).length, 0, "no second customer");
+  }),
+});
+
+Deno.test({
+  name: "concurrent dashboard setup intents and a publishing run make one customer per tenant",
+  ...HARNESS_TEST,
+  fn: withHarness(async (h) => {
+    const a = await makeTenantAdmin(h, "cc");
+    const c = client(h, a.token);
+    const publisher = new StripeCaller(h.stripe, { maxAttempts: 6, baseDelayMs: 50 });
+    // Boot the function first, so the dashboard and the publisher really race.
+    await invoke(c, "billing", { operation: "list-tenant-invoices", tenant: a.tenant });
+    await h.emu.control.setLatency({ fixedMs: 150 });
+    const results = await Promise.all([
+      ...Array.from(
+        { length: 4 },
+        () => invoke(c, "billing", { operation: "setup-intent", tenant: a.tenant }),
+      ),
+      ...Array.from(
+        { length: 2 },
+        () => resolveCustomer({ sql: h.sql, caller: publisher, actor: "publish-test" }, a.tenant),
+      ),
+    ]);
+    const [row] = await h.sql`select stripe_customer_id from public.tenants
+      where tenant = ${a.tenant}`;
+    const state = await h.emu.control.state();
+    const mine = state.customers.filter((x) => x.name === a.tenant);
+    assert.equal(mine.length, 1, "one customer in Stripe");
+    assert.equal(mine[0].id, row.stripe_customer_id, "and it is the stored one");
+    for (const r of results) {
+      if ("status" in r) assert.equal(r.status, 200, JSON.stringify(r.body));
+      else assert.equal(r.customerId, row.stripe_customer_id);
+    }
+    const calls = (await h.emu.control.callSummary()).byRoute;
+    assert.ok(calls["GET /v1/customers/search"] > 2, `a real race: ${JSON.stringify(calls)}`);
+    console.log(`racing resolutions, Stripe calls: ${JSON.stringify(calls)}`);
+    const intents = state.setup_intents.filter((s) => s.customer === row.stripe_customer_id);
+    assert.equal(intents.length, 4);
   }),
 });
