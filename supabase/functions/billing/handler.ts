@@ -178,7 +178,8 @@ export function createApp(env: Env): FunctionApp {
     const body = parseOrThrow(requestSchema, await readJsonObject(req));
     const claims = user.claims;
 
-    // Authorization and every read of tenant rows happen as the caller.
+    // Authorization, and every row the caller is shown, are decided as the caller; only
+    // customer resolution (which must read stripe_customer_id) runs on the service side.
     switch (body.operation) {
       case "list-tenant-invoices": {
         const rows = await asCaller(db(), claims, async (tx) => {
