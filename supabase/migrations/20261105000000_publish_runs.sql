@@ -48,7 +48,8 @@ create table internal.publish_run_items (
   updated_at timestamptz not null default now(),
   finished_at timestamptz,
   primary key (run_id, item_no),
-  unique (run_id, bill_kind, bill_id),
+  -- Bill first: lookups by (run_id, item_no) must use the primary key, never this index.
+  unique (bill_kind, bill_id, run_id),
   constraint publish_run_items_kind check (bill_kind in ('final', 'manual')),
   constraint publish_run_items_state check (state in ('pending', 'running', 'done', 'failed')),
   constraint publish_run_items_outcome check (outcome is null or outcome in
