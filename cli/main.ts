@@ -4,9 +4,11 @@
  */
 import { type CommandSpec, type Flags, helpText, parseFlags, UsageError } from "./args.ts";
 import { type CliContext, createContext, type Env } from "./context.ts";
+import { adoptSpec, runAdopt } from "./commands/adopt.ts";
 import { driftSpec, runDrift } from "./commands/drift.ts";
 import { finalizeSpec, runFinalize } from "./commands/finalize.ts";
 import { linkSpec, releaseSpec, runLink, runRelease } from "./commands/identity.ts";
+import { publishSpec, runPublish } from "./commands/publish.ts";
 import { runRuns, runsSpec } from "./commands/runs.ts";
 
 /** A command: its declaration and what it does; returns the exit code. */
@@ -17,6 +19,8 @@ export interface Command {
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
+  { spec: publishSpec, run: runPublish },
+  { spec: adoptSpec, run: runAdopt },
   { spec: finalizeSpec, run: runFinalize },
   { spec: driftSpec, run: runDrift },
   { spec: runsSpec, run: runRuns },

@@ -14,6 +14,8 @@ import {
   PERIOD_START_KEY,
   TENANT_NAME_KEY,
 } from "../../supabase/functions/_shared/metadata.ts";
+import { listCustomerInvoices } from "../../supabase/functions/_shared/invoices.ts";
+import type { InvoiceSnapshot } from "../../supabase/functions/_shared/planner.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 
@@ -68,10 +70,7 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
   // Customers: deleted ones, and automation invoices that no bill holds.
   const customers = new Map<string, string>();
   for (const b of bills) if (b.customer_id) customers.set(b.customer_id, b.tenant);
-  const linkedIds = new Set(
-    (await ctx.sql<{ stripe_invoice_id: string }[]>`
-      select stripe_invoice_id from internal.bill_invoice_links`).map((r) => r.stripe_invoice_id),
-  );
+
   for (const [customerId, tenant] of customers) {
     const customer = await ctx.caller.call(
       "GET /v1/customers/:id",
@@ -89,8 +88,9 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
       await ctx.sql`select internal.record_customer_deleted(${customerId}, now())`;
       continue;
     }
-    for (const invoice of await listCustomerInvoices(ctx, customerId)) {
-      if (linkedIds.has(invoice.id) || invoice.status === "void") continue;
+    const { listed } = await listCustomerInvoices({ sql: ctx.sql, caller: ctx.caller }, customerId);
+    for (const invoice of listed.invoices) {
+      if (listed.linkedTo[invoice.id] || invoice.status === "void") continue;
       const type = invoice.metadata?.[INVOICE_TYPE_KEY];
       if (!type || (month && !overlaps(invoice, month))) continue;
       findings.push({
@@ -144,24 +144,9 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
   return attention > 0 ? 1 : 0;
 }
 
-/** Every invoice of a customer, newest first, one counted request per page of 100. */
-async function listCustomerInvoices(ctx: CliContext, customer: string): Promise<Stripe.Invoice[]> {
-  const all: Stripe.Invoice[] = [];
-  let startingAfter: string | undefined;
-  for (;;) {
-    const page = await ctx.caller.call(
-      "GET /v1/invoices",
-      (s) => s.invoices.list({ customer, limit: 100, starting_after: startingAfter }),
-    );
-    all.push(...page.data);
-    if (!page.has_more || page.data.length === 0) return all;
-    startingAfter = page.data[page.data.length - 1].id;
-  }
-}
-
-function overlaps(invoice: Stripe.Invoice, month: string): boolean {
-  const start = invoice.metadata?.[PERIOD_START_KEY];
-  const end = invoice.metadata?.[PERIOD_END_KEY];
+function overlaps(invoice: InvoiceSnapshot, month: string): boolean {
+  const start = invoice.metadata[PERIOD_START_KEY];
+  const end = invoice.metadata[PERIOD_END_KEY];
   if (!start || !end) return true;
   const monthEnd = new Date(Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)), 0))
     .toISOString().slice(0, 10);

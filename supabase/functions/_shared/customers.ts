@@ -101,17 +101,35 @@ async function linkCustomer(
   return row;
 }
 
-/** Finds (or, unless dry-run, creates) the tenant's Stripe customer and stores its ID. */
-export async function resolveCustomer(
+/** What adoption alone found: a stored or adopted customer, or none in Stripe. */
+export interface CustomerAdoption {
+  customerId: string | null;
+  source: "stored" | "adopted" | "missing";
+  duplicates: string[];
+  conflict?: string;
+}
+
+/**
+ * The stored customer, else one adopted by a single metadata Search (linked unless dry-run; the
+ * oldest of several, the rest reported). Never creates one: that is {@link resolveCustomer}.
+ */
+export async function adoptCustomer(
   deps: CustomerDeps,
   tenant: string,
   options: { dryRun?: boolean } = {},
-): Promise<CustomerResolution> {
-  const row = await loadTenantBillingRow(deps.sql, tenant);
+): Promise<CustomerAdoption> {
+  return await findCustomer(deps, await loadTenantBillingRow(deps.sql, tenant), options);
+}
+
+async function findCustomer(
+  deps: CustomerDeps,
+  row: TenantBillingRow,
+  options: { dryRun?: boolean },
+): Promise<CustomerAdoption> {
+  const tenant = row.tenant;
   if (row.stripe_customer_id) {
     return { customerId: row.stripe_customer_id, source: "stored", duplicates: [] };
   }
-
   // Adoption: customers made before IDs were stored carry the tenant in metadata.
   const found = await deps.caller.call(
     "GET /v1/customers/search",
@@ -120,13 +138,29 @@ export async function resolveCustomer(
   const hits = found.data
     .filter((c) => c.metadata?.[TENANT_NAME_KEY] === tenant)
     .sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
-  if (hits.length > 0) {
-    const [oldest, ...rest] = hits;
-    const duplicates = rest.map((c) => c.id);
-    if (options.dryRun) return { customerId: oldest.id, source: "adopted", duplicates };
-    const link = await linkCustomer(deps, tenant, oldest.id, "adopted by metadata search");
-    return settle(link, oldest.id, "adopted", duplicates);
-  }
+  if (hits.length === 0) return { customerId: null, source: "missing", duplicates: [] };
+  const [oldest, ...rest] = hits;
+  const duplicates = rest.map((c) => c.id);
+  if (options.dryRun) return { customerId: oldest.id, source: "adopted", duplicates };
+  const link = await linkCustomer(deps, tenant, oldest.id, "adopted by metadata search");
+  const settled = settle(link, oldest.id, "adopted", duplicates);
+  return {
+    customerId: settled.customerId,
+    source: settled.source === "adopted" ? "adopted" : "stored",
+    duplicates: settled.duplicates,
+    ...(settled.conflict ? { conflict: settled.conflict } : {}),
+  };
+}
+
+/** Finds (or, unless dry-run, creates) the tenant's Stripe customer and stores its ID. */
+export async function resolveCustomer(
+  deps: CustomerDeps,
+  tenant: string,
+  options: { dryRun?: boolean } = {},
+): Promise<CustomerResolution> {
+  const row = await loadTenantBillingRow(deps.sql, tenant);
+  const result = await findCustomer(deps, row, options);
+  if (result.source !== "missing") return { ...result, source: result.source };
 
   if (options.dryRun) return { customerId: null, source: "would_create", duplicates: [] };
   const created = await deps.caller.call(
