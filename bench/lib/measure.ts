@@ -1,0 +1,113 @@
+/**
+ * Figures of one scenario, from the emulator's call log (what Stripe saw, 429s included) and the
+ * run report (what the engine says it did).
+ */
+import type { CallRecord } from "../../dev/stripe-emulator/control.ts";
+import type { CheckReport } from "./checks.ts";
+import type { RunOutcome } from "./engine.ts";
+import { round } from "./infra.ts";
+
+export interface Limits {
+  rate: number;
+  searchRate: number;
+}
+
+export interface ScenarioFigures {
+  scenario: string;
+  run_id: string;
+  run_status: string;
+  /** Done, no item failed: what an operator would read as "published". */
+  reported_success: boolean;
+  failed_items: number;
+  failed_errors: Record<string, number>;
+  bills: number;
+  invoices: {
+    created: number;
+    updated: number;
+    unchanged: number;
+    skipped: number;
+    warned: number;
+    replaced: number;
+  };
+  stripe_calls: {
+    total: number;
+    /** Answered 429 by the emulator's limiters. */
+    throttled_429: number;
+    writes: number;
+    search: number;
+    by_endpoint: Record<string, number>;
+  };
+  engine: { retries: number; throttled: number };
+  calls_per_created_invoice: number | null;
+  /** Stripe calls per bill (all bills of the run). */
+  calls_per_bill: number;
+  wall_s: number;
+  /** max(accepted calls ÷ global rate, accepted Search calls ÷ Search rate). */
+  rate_limit_floor_s: number;
+  efficiency: number;
+  duplicates: number;
+  lost_ids: number;
+  invariant_failures: string[];
+}
+
+export function figures(
+  scenario: string,
+  run: RunOutcome,
+  calls: CallRecord[],
+  limits: Limits,
+  check: CheckReport,
+  failures: string[],
+): ScenarioFigures {
+  const byEndpoint: Record<string, number> = {};
+  let throttled = 0;
+  let writes = 0;
+  let search = 0;
+  let acceptedSearch = 0;
+  for (const c of calls) {
+    byEndpoint[c.route] = (byEndpoint[c.route] ?? 0) + 1;
+    if (c.status === 429) throttled++;
+    if (c.write) writes++;
+    if (c.search) {
+      search++;
+      if (c.status !== 429) acceptedSearch++;
+    }
+  }
+  const o = run.counters.outcomes ?? {};
+  const created = o.created ?? 0;
+  const accepted = calls.length - throttled;
+  const floor = Math.max(accepted / limits.rate, acceptedSearch / limits.searchRate);
+  const wall = run.wallMs / 1000;
+  return {
+    scenario,
+    run_id: run.runId,
+    run_status: run.status,
+    reported_success: run.success,
+    failed_items: run.counters.failed,
+    failed_errors: run.errors,
+    bills: run.counters.items,
+    invoices: {
+      created,
+      updated: o.updated ?? 0,
+      unchanged: o.unchanged ?? 0,
+      skipped: o.skipped ?? 0,
+      warned: o.warned ?? 0,
+      replaced: o.replaced ?? 0,
+    },
+    stripe_calls: {
+      total: calls.length,
+      throttled_429: throttled,
+      writes,
+      search,
+      by_endpoint: Object.fromEntries(Object.entries(byEndpoint).sort((a, b) => b[1] - a[1])),
+    },
+    engine: { retries: run.stats.retries, throttled: run.stats.throttled },
+    calls_per_created_invoice: created > 0 ? round(calls.length / created) : null,
+    calls_per_bill: run.counters.items > 0 ? round(calls.length / run.counters.items) : 0,
+    wall_s: round(wall),
+    rate_limit_floor_s: round(floor),
+    efficiency: wall > 0 ? round(floor / wall) : 0,
+    duplicates: check.duplicates.length + check.duplicateCustomers.length,
+    lost_ids: check.lostIds.length,
+    invariant_failures: failures,
+  };
+}
