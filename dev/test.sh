@@ -39,6 +39,9 @@ supabase db lint --db-url "$(bash dev/stack.sh url)" --schema public,internal --
 step "Deno tests"
 deno test --allow-all --parallel
 
+step "the demo (the README's first command), end to end"
+node_modules/.bin/deno run --allow-all dev/demo.ts >/dev/null
+
 if [ -f bench/reliability.ts ]; then
   step "reliability matrix (reduced)"
   deno run --allow-all bench/reliability.ts --reduced

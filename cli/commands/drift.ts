@@ -14,7 +14,10 @@ import {
   PERIOD_START_KEY,
   TENANT_NAME_KEY,
 } from "../../supabase/functions/_shared/metadata.ts";
-import { listCustomerInvoices } from "../../supabase/functions/_shared/invoices.ts";
+import {
+  listCustomerInvoices,
+  recordInvoiceState,
+} from "../../supabase/functions/_shared/invoices.ts";
 import type { InvoiceSnapshot } from "../../supabase/functions/_shared/planner.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
@@ -161,9 +164,7 @@ async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding
     invoice = await ctx.caller.call("GET /v1/invoices/:id", (s) => s.invoices.retrieve(id));
   } catch (err) {
     if (!isStripeNotFound(err)) throw err;
-    await ctx.sql`select internal.record_invoice_state(${
-      ctx.sql.json({ id, deleted: true })
-    }, now(), 'drift')`;
+    await recordInvoiceState(ctx.sql, { id, deleted: true }, new Date(), "drift");
     return [{
       ...base,
       kind: "invoice_deleted",
@@ -171,9 +172,7 @@ async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding
       attention: true,
     }];
   }
-  await ctx.sql`select internal.record_invoice_state(${
-    ctx.sql.json(invoice as never)
-  }, now(), 'drift')`;
+  await recordInvoiceState(ctx.sql, invoice, new Date(), "drift");
   const out: DriftFinding[] = [];
   if (invoice.metadata?.[TENANT_NAME_KEY] && invoice.metadata[TENANT_NAME_KEY] !== bill.tenant) {
     out.push({

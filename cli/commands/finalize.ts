@@ -8,6 +8,7 @@ import { type CommandSpec, type Flags, parseMonth, parseTenants } from "../args.
 import { loadMonthBills, type MonthBill } from "../bills.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, table } from "../format.ts";
+import { recordInvoiceState } from "../../supabase/functions/_shared/invoices.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 
@@ -83,10 +84,8 @@ async function retrieve(ctx: CliContext, id: string): Promise<Stripe.Invoice | n
   }
 }
 
-async function record(ctx: CliContext, invoice: Stripe.Invoice): Promise<void> {
-  await ctx.sql`select internal.record_invoice_state(${
-    ctx.sql.json(invoice as never)
-  }, now(), 'finalize')`;
+function record(ctx: CliContext, invoice: Stripe.Invoice): Promise<void> {
+  return recordInvoiceState(ctx.sql, invoice, new Date(), "finalize");
 }
 
 function plan(bill: MonthBill, invoice: Stripe.Invoice | null): FinalizeRow {

@@ -10,6 +10,7 @@ import {
   parseBillRef,
   TENANT_NAME_KEY,
 } from "../../supabase/functions/_shared/metadata.ts";
+import { recordInvoiceState } from "../../supabase/functions/_shared/invoices.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 
@@ -107,13 +108,8 @@ async function retrieveInvoice(ctx: CliContext, id: string): Promise<Stripe.Invo
   }
 }
 
-async function recordState(
-  ctx: CliContext,
-  invoice: Stripe.Invoice | { id: string; deleted: true },
-) {
-  await ctx.sql`select internal.record_invoice_state(${
-    ctx.sql.json(invoice as never)
-  }, now(), 'cli')`;
+function recordState(ctx: CliContext, invoice: Stripe.Invoice | { id: string; deleted: true }) {
+  return recordInvoiceState(ctx.sql, invoice, new Date(), "cli");
 }
 
 /** Result of an identity command, printed or emitted as JSON. */

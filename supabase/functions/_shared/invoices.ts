@@ -1,11 +1,13 @@
 /**
  * Invoice identity: retrieve by stored ID, or (no stored ID) list the customer's invoices, every
  * page, with consistent reads, never Search. Converts Stripe objects to the planner's snapshots
- * and records what it sees in the invoice state mirror.
+ * and records what it sees in the invoice state mirror. The account-wide invoice index (one
+ * incremental scan shared by every bill) answers "this customer has nothing to adopt" without a
+ * per-customer list.
  */
 import type { Sql } from "./db.ts";
 import type { InvoiceSnapshot, InvoiceStatus, LineSnapshot, ListedInvoices } from "./planner.ts";
-import { isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
+import { isRetryableStripeError, isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
 import { invoiceStateTime } from "./tenant_invoices.ts";
 
@@ -71,12 +73,13 @@ export async function recordInvoiceState(
   sql: Sql,
   invoice: Stripe.Invoice | { id: string; deleted: true },
   observedAt: Date,
+  source = "publish",
 ): Promise<void> {
   const at = "deleted" in invoice && invoice.deleted === true
     ? observedAt
     : invoiceStateTime(invoice as Stripe.Invoice);
   await sql`select internal.record_invoice_state(${sql.json(invoice as never)},
-    ${at.toISOString()}::timestamptz, 'publish')`;
+    ${at.toISOString()}::timestamptz, ${source})`;
 }
 
 /** Retrieves an invoice by ID; null when Stripe answers 404 (deleted). Draft lines are read in full. */
@@ -145,5 +148,153 @@ export async function withDraftLines(
   return {
     ...listed,
     invoices: listed.invoices.map((i) => (i.id === id ? { ...i, lines } : i)),
+  };
+}
+
+/** Where an index scan runs and how far it may go. */
+export interface IndexScanOptions {
+  /** The Stripe account the index belongs to. */
+  account: string;
+  /** Who holds the scan lease (the worker). */
+  owner: string;
+  /** A timestamptz literal: the index must have been scanned since then (the run's creation). */
+  freshAfter: string;
+  /** An index older than this is scanned again (long runs meet invoices made meanwhile). */
+  maxAgeSeconds?: number;
+  leaseSeconds?: number;
+  /** How far behind the watermark a pass starts, for invoices still being written when read. */
+  skewSeconds?: number;
+  /** True once paging must stop; the pass is kept for the next scanner to resume. */
+  outOfTime?: () => boolean;
+}
+
+/** What a refresh came to: fresh (usable), or why not. */
+export type IndexScanOutcome =
+  | { state: "fresh"; pages: number }
+  | { state: "busy"; pages: number }
+  | { state: "incomplete"; pages: number }
+  | { state: "failed"; pages: number; error: unknown };
+
+interface TakeRow {
+  outcome: "fresh" | "leased" | "busy";
+  pass_from: string | null;
+  pass_cursor: string | null;
+}
+
+/** What the index keeps of an invoice. */
+function indexEntry(inv: Stripe.Invoice) {
+  return {
+    id: inv.id,
+    customer: typeof inv.customer === "string" ? inv.customer : inv.customer?.id ?? null,
+    status: inv.status,
+    created: inv.created,
+    total: inv.total,
+    metadata: inv.metadata ?? {},
+  };
+}
+
+/**
+ * Makes the account's invoice index fresh: nothing to do, someone else is scanning (busy), or
+ * take the lease and page through `GET /v1/invoices?created[gte]=watermark - skew` (the whole
+ * account the first time), newest first, upserting each page, then advance the watermark.
+ */
+export async function refreshInvoiceIndex(
+  deps: { sql: Sql; caller: StripeCaller },
+  o: IndexScanOptions,
+): Promise<IndexScanOutcome> {
+  const lease = `${o.leaseSeconds ?? 60} seconds`;
+  let pages = 0;
+  // A resumed pass that began before freshAfter is followed by a short one: three at most.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [t] = await deps.sql<TakeRow[]>`
+      select outcome, pass_from::text, pass_cursor
+      from internal.take_stripe_invoice_scan(${o.account}, ${o.owner}, ${o.freshAfter}::timestamptz,
+        ${`${o.maxAgeSeconds ?? 900} seconds`}::interval, ${lease}::interval, ${
+      o.skewSeconds ?? 300
+    })`;
+    if (t.outcome !== "leased") return { state: t.outcome, pages };
+    const from = t.pass_from === null ? null : Number(t.pass_from);
+    let cursor = t.pass_cursor ?? undefined;
+    try {
+      for (;;) {
+        if (o.outOfTime?.()) {
+          await deps
+            .sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, true)`;
+          return { state: "incomplete", pages };
+        }
+        const page = await deps.caller.call(
+          "GET /v1/invoices",
+          (s) =>
+            s.invoices.list({
+              limit: PAGE,
+              ...(from === null ? {} : { created: { gte: from } }),
+              ...(cursor ? { starting_after: cursor } : {}),
+            }),
+        );
+        pages++;
+        const next = page.has_more && page.data.length > 0
+          ? page.data[page.data.length - 1].id!
+          : null;
+        await deps.sql`select internal.record_stripe_invoice_page(${o.account}, ${o.owner},
+          ${deps.sql.json(page.data.map(indexEntry) as never)}, ${next}, ${lease}::interval)`;
+        if (next === null) break;
+        cursor = next;
+      }
+      await deps.sql`select internal.finish_stripe_invoice_scan(${o.account}, ${o.owner})`;
+    } catch (error) {
+      // A cursor Stripe refuses (its invoice was deleted) cannot be resumed: drop that pass.
+      const keep = cursor === undefined || isRetryableStripeError(error) ||
+        !(typeof error === "object" && error !== null && "statusCode" in error);
+      await deps.sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, ${keep})`
+        .catch(() => {});
+      return { state: "failed", pages, error };
+    }
+  }
+  return { state: "incomplete", pages };
+}
+
+interface IndexRow {
+  stripe_invoice_id: string;
+  customer_id: string | null;
+  status: string | null;
+  created: string;
+  total: string | null;
+  metadata: Record<string, string>;
+  bill: string | null;
+}
+
+/**
+ * The customer's invoices as the index last saw them, and which bills hold them. Only what
+ * matching reads is known (ID, status, created, metadata); lines, dates and fields are not, so
+ * a caller that finds any candidate here must confirm it with the customer's live list.
+ */
+export async function indexedCustomerInvoices(
+  sql: Sql,
+  account: string,
+  customerId: string,
+): Promise<ListedInvoices> {
+  const rows = await sql<IndexRow[]>`
+    select i.stripe_invoice_id, i.customer_id, i.status, i.created::text, i.total::text,
+      i.metadata, l.bill_kind || ':' || l.bill_id as bill
+    from internal.stripe_invoice_index i
+    left join internal.bill_invoice_links l on l.stripe_invoice_id = i.stripe_invoice_id
+    where i.account = ${account} and i.customer_id = ${customerId}`;
+  const linkedTo: Record<string, string> = {};
+  for (const r of rows) if (r.bill) linkedTo[r.stripe_invoice_id] = r.bill;
+  return {
+    linkedTo,
+    invoices: rows.map((r) => ({
+      id: r.stripe_invoice_id,
+      status: r.status as InvoiceStatus | null,
+      customer: r.customer_id,
+      created: Number(r.created),
+      collectionMethod: "charge_automatically",
+      dueDate: null,
+      description: null,
+      customFields: [],
+      metadata: r.metadata ?? {},
+      total: Number(r.total ?? 0),
+      lines: null,
+    })),
   };
 }
