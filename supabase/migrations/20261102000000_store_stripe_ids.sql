@@ -234,18 +234,16 @@ begin
     return ('unchanged', current_id, null)::internal.link_outcome;
   end if;
   if current_id is not null then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason, run_id)
-    values ('tenant', p_tenant, 'conflict', current_id, p_customer_id, p_actor, p_reason, p_run_id);
+    perform internal.insert_id_audit('tenant', p_tenant, 'conflict', current_id, p_customer_id,
+      p_actor, p_reason, p_run_id);
     return ('conflict', current_id,
       pg_catalog.format('tenant %s already has customer %s', p_tenant, current_id)
     )::internal.link_outcome;
   end if;
   select t.tenant into holder from public.tenants t where t.stripe_customer_id = p_customer_id;
   if found then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason, run_id)
-    values ('tenant', p_tenant, 'duplicate', null, p_customer_id, p_actor, p_reason, p_run_id);
+    perform internal.insert_id_audit('tenant', p_tenant, 'duplicate', null, p_customer_id,
+      p_actor, p_reason, p_run_id);
     return ('duplicate', null,
       pg_catalog.format('customer %s belongs to tenant %s', p_customer_id, holder)
     )::internal.link_outcome;
@@ -330,10 +328,8 @@ begin
     return ('unchanged', current_id, null)::internal.link_outcome;
   end if;
   if current_id is not null then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason, run_id)
-    values (p_bill_kind, p_bill_id::text, 'conflict', current_id, p_invoice_id, p_actor, p_reason,
-      p_run_id);
+    perform internal.insert_id_audit(p_bill_kind, p_bill_id::text, 'conflict', current_id,
+      p_invoice_id, p_actor, p_reason, p_run_id);
     return ('conflict', current_id,
       pg_catalog.format('bill %s:%s already has invoice %s', p_bill_kind, p_bill_id, current_id)
     )::internal.link_outcome;
@@ -341,10 +337,8 @@ begin
   select l.bill_kind, l.bill_id into holder
   from internal.bill_invoice_links l where l.stripe_invoice_id = p_invoice_id;
   if found then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason, run_id)
-    values (p_bill_kind, p_bill_id::text, 'duplicate', null, p_invoice_id, p_actor, p_reason,
-      p_run_id);
+    perform internal.insert_id_audit(p_bill_kind, p_bill_id::text, 'duplicate', null,
+      p_invoice_id, p_actor, p_reason, p_run_id);
     return ('duplicate', null, pg_catalog.format('invoice %s belongs to bill %s:%s', p_invoice_id,
       holder.bill_kind, holder.bill_id))::internal.link_outcome;
   end if;
@@ -384,10 +378,9 @@ begin
     return ('unchanged', null, 'no invoice is stored')::internal.link_outcome;
   end if;
   if current_id is distinct from p_expected_invoice_id then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason)
-    values (p_bill_kind, p_bill_id::text, 'conflict', current_id, null, p_actor,
-      'release refused, expected ' || coalesce(p_expected_invoice_id, 'NULL') || ': ' || p_reason);
+    perform internal.insert_id_audit(p_bill_kind, p_bill_id::text, 'conflict', current_id, null,
+      p_actor, 'release refused, expected ' || coalesce(p_expected_invoice_id, 'NULL') || ': '
+      || p_reason, null);
     return ('conflict', current_id, pg_catalog.format('bill %s:%s has invoice %s, not %s',
       p_bill_kind, p_bill_id, current_id, coalesce(p_expected_invoice_id, 'NULL'))
     )::internal.link_outcome;
@@ -430,11 +423,9 @@ begin
     return ('unchanged', current_id, null)::internal.link_outcome;
   end if;
   if current_id is distinct from p_old_invoice_id then
-    insert into internal.stripe_id_audit (object_kind, object_key, action, old_id, new_id, actor,
-      reason, run_id)
-    values (p_bill_kind, p_bill_id::text, 'conflict', current_id, p_new_invoice_id, p_actor,
-      'replace refused, expected ' || coalesce(p_old_invoice_id, 'NULL') || ': ' || p_reason,
-      p_run_id);
+    perform internal.insert_id_audit(p_bill_kind, p_bill_id::text, 'conflict', current_id,
+      p_new_invoice_id, p_actor, 'replace refused, expected ' || coalesce(p_old_invoice_id, 'NULL')
+      || ': ' || p_reason, p_run_id);
     return ('conflict', current_id, pg_catalog.format('bill %s:%s has invoice %s, not %s',
       p_bill_kind, p_bill_id, current_id, coalesce(p_old_invoice_id, 'NULL'))
     )::internal.link_outcome;
