@@ -222,8 +222,9 @@ export async function refreshInvoiceIndex(
             .sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, true)`;
           return { state: "incomplete", pages };
         }
+        // Counted apart from per-customer lists, so run reports show what the index cost.
         const page = await deps.caller.call(
-          "GET /v1/invoices",
+          "GET /v1/invoices (index scan)",
           (s) =>
             s.invoices.list({
               limit: PAGE,

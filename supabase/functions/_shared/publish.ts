@@ -1,13 +1,20 @@
 /**
  * The publish engine, shared by the publish-invoices function and the CLI: enqueue a month's run
  * (or continue one), then drain it within a time budget. Per item: load the bill, learn what
- * Stripe knows (stored ID → retrieve; none → the customer's invoice list), plan (pure), execute.
+ * Stripe knows (stored ID → retrieve; none → the account-wide invoice index when it can vouch,
+ * else the customer's invoice list), plan (pure), execute.
  */
 import { loadBill, loadBillHistory } from "./bills.ts";
 import { resolveCustomer } from "./customers.ts";
 import type { Sql } from "./db.ts";
 import { execute } from "./executor.ts";
-import { listCustomerInvoices, retrieveInvoice, withDraftLines } from "./invoices.ts";
+import {
+  indexedCustomerInvoices,
+  listCustomerInvoices,
+  refreshInvoiceIndex,
+  retrieveInvoice,
+  withDraftLines,
+} from "./invoices.ts";
 import {
   type Action,
   type Bill,
@@ -50,6 +57,24 @@ export interface EngineDeps {
   now?: () => Date;
   /** Overrides for the Stripe caller (tests shorten backoff). */
   callerOptions?: Omit<StripeCallerOptions, "ratePerSecond">;
+  /**
+   * The Stripe account the invoice index belongs to. Defaults to the API host the client talks
+   * to: set it (e.g. to the acct_ ID) when one database publishes to more than one account.
+   */
+  stripeAccount?: string;
+  /** Invoice index tuning (tests shorten waits); `enabled: false` always lists per customer. */
+  invoiceIndex?: InvoiceIndexOptions;
+}
+
+/** How the drain uses the account-wide invoice index. */
+export interface InvoiceIndexOptions {
+  enabled?: boolean;
+  /** How long to wait for another worker's scan before listing per customer (default 10 s). */
+  waitMs?: number;
+  /** Longest a scan may page in one go before handing its pass back (default 60 s). */
+  sliceMs?: number;
+  /** An index older than this is scanned again during a run (default 15 min). */
+  maxAgeSeconds?: number;
 }
 
 /** A publish request (the function's body, the CLI's flags). */
@@ -122,6 +147,61 @@ interface ItemContext {
   caller: StripeCaller;
   /** Customer invoice lists read in this batch. */
   lists: Map<string, Awaited<ReturnType<typeof listCustomerInvoices>>>;
+  index: IndexGate;
+}
+
+/** The Stripe account label of the client: deps.stripeAccount, else its API host and port. */
+export function stripeAccountOf(deps: Pick<EngineDeps, "stripe" | "stripeAccount">): string {
+  if (deps.stripeAccount) return deps.stripeAccount;
+  // stripe-node's accessor for its own configuration (host and port; the key is not there).
+  const get = (deps.stripe as unknown as { getApiField?: (k: string) => unknown }).getApiField;
+  const field = (k: string) => (typeof get === "function" ? get.call(deps.stripe, k) : undefined);
+  return `stripe:${field("host") ?? "api.stripe.com"}:${field("port") ?? 443}`;
+}
+
+/**
+ * Whether the account-wide invoice index may answer "this customer's invoices" in this drain:
+ * complete, and scanned since the run was enqueued (and within maxAge). Scans lazily, when the
+ * first bill needs it (a run of stored IDs never scans); waits briefly for another worker's
+ * scan; otherwise says no and the caller lists per customer. Answers are cached for 30 s.
+ */
+class IndexGate {
+  private until = 0;
+  private ready = false;
+
+  constructor(
+    private readonly deps: EngineDeps,
+    private readonly run: RunRow,
+    private readonly outOfTime: () => boolean,
+  ) {}
+
+  async isReady(caller: StripeCaller): Promise<boolean> {
+    const o = this.deps.invoiceIndex ?? {};
+    if (o.enabled === false) return false;
+    if (performance.now() < this.until) return this.ready;
+    const waitUntil = performance.now() + (o.waitMs ?? 10_000);
+    for (;;) {
+      const sliceEnd = performance.now() + (o.sliceMs ?? 60_000);
+      const r = await refreshInvoiceIndex({ sql: this.deps.sql, caller }, {
+        account: stripeAccountOf(this.deps),
+        owner: this.deps.worker,
+        freshAfter: this.run.created_at,
+        maxAgeSeconds: o.maxAgeSeconds,
+        outOfTime: () => this.outOfTime() || performance.now() >= sliceEnd,
+      });
+      if (r.state === "busy" && performance.now() < waitUntil && !this.outOfTime()) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        continue;
+      }
+      if (r.state === "failed" && pgCode(r.error) !== LEASE_LOST) {
+        // Throttling or an outage: the per-customer lists that follow meet it too.
+        console.warn(`invoice index scan failed: ${String(r.error)}`);
+      }
+      this.ready = r.state === "fresh";
+      this.until = performance.now() + 30_000;
+      return this.ready;
+    }
+  }
 }
 
 async function customerDeletedLocally(sql: Sql, customerId: string): Promise<boolean> {
@@ -208,8 +288,17 @@ async function learn(
     // A customer made just now has no invoices to find.
     invoice = { via: "none" };
   } else {
-    const l = await listFor(customerId);
-    invoice = { via: "listed", listed: await draftLinesOfMatch(caller, bill, l, []) };
+    // The index vouches only for "nothing to adopt", and only when no earlier create of this
+    // bill may have lost its ID (an intent without a stored ID): the live list decides the rest.
+    const indexed = history.priorCreate === null && await ic.index.isReady(caller)
+      ? await indexedCustomerInvoices(deps.sql, stripeAccountOf(deps), customerId)
+      : null;
+    if (indexed && matchInvoice(bill, indexed).kind === "none") {
+      invoice = { via: "listed", listed: indexed };
+    } else {
+      const l = await listFor(customerId);
+      invoice = { via: "listed", listed: await draftLinesOfMatch(caller, bill, l, []) };
+    }
   }
   return {
     knowledge: {
@@ -345,13 +434,14 @@ export async function drainRun(
   let stats = emptyStats();
   let processed = 0;
   const spent = () => performance.now() - started >= options.budgetMs;
+  const index = new IndexGate(deps, run, spent);
   outer: while (!spent()) {
     const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
     if (claims.length === 0) break;
     // The run's budget is the account's; each live worker takes an equal share of it.
     const share = run.options.rate_per_second / Math.max(1, claims[0].active_workers);
     const caller = new StripeCaller(deps.stripe, { ...deps.callerOptions, ratePerSecond: share });
-    const ic: ItemContext = { deps, run, caller, lists: new Map() };
+    const ic: ItemContext = { deps, run, caller, lists: new Map(), index };
     try {
       for (let i = 0; i < claims.length; i++) {
         if (spent()) {

@@ -23,6 +23,8 @@ export interface RunRow {
   tenants: string[] | null;
   options: RunOptions;
   status: "pending" | "running" | "done";
+  /** When the run was enqueued (a timestamptz literal, exact to the microsecond). */
+  created_at: string;
 }
 
 /** A claimed item. */
@@ -57,7 +59,8 @@ export async function enqueueRun(
 /** Loads a run; null when there is none with that ID. */
 export async function loadRun(sql: Sql, runId: string): Promise<RunRow | null> {
   const rows = await sql<RunRow[]>`
-    select id::text, to_char(month, 'YYYY-MM') as month, tenants, options, status
+    select id::text, to_char(month, 'YYYY-MM') as month, tenants, options, status,
+      created_at::text
     from internal.publish_runs where id = ${runId}::uuid`;
   return rows[0] ?? null;
 }

@@ -1,7 +1,7 @@
 // The publish engine against the local Postgres and the in-process Stripe emulator: the state
 // table, multi-month manual bills, adoption, crash recovery, concurrency and call counts.
 import assert from "node:assert/strict";
-import { drainRun, publish } from "../_shared/publish.ts";
+import { drainRun, type EngineDeps, publish } from "../_shared/publish.ts";
 import type { Stripe } from "../_shared/stripe_client.ts";
 import {
   customerOf,
@@ -23,8 +23,17 @@ const LINES = [
   { description: "Free trial credit", count: 1, rate: -1000 },
 ];
 
+// Each world is its own Stripe account: its invoice index must not meet another emulator's (a
+// later emulator may reuse a port, and some tests move the clock a day ahead).
+const accounts = new WeakMap<World, string>();
+function deps(w: World, worker?: string, stripe?: Stripe): EngineDeps {
+  let account = accounts.get(w);
+  if (!account) accounts.set(w, account = `test:${crypto.randomUUID()}`);
+  return { ...w.deps(worker, stripe), stripeAccount: account };
+}
+
 async function run(w: World, month: string, tenants: string[], extra = {}) {
-  const r = await publish(w.deps(), { month, tenants, ...extra }, BUDGET);
+  const r = await publish(deps(w), { month, tenants, ...extra }, BUDGET);
   assert.equal(r.status, "done");
   return { runId: r.run_id, items: await items(w.sql, r.run_id) };
 }
@@ -63,6 +72,9 @@ Deno.test({
       assert.equal(s.byRoute["POST /v1/invoices"], 1);
       assert.equal(s.byRoute["POST /v1/invoices/:id/add_lines"], 1);
       assert.equal(s.byRoute["GET /v1/invoices"] ?? 0, 0, "a customer made now has no invoices");
+      const [scan] = await w.sql`select count(*)::int as n from internal.stripe_invoice_scan
+        where account = ${deps(w).stripeAccount!}`;
+      assert.equal(scan.n, 0, "nor does it need the invoice index");
       const [mirror] = await w.sql`select status, total from internal.stripe_invoice_state
         where stripe_invoice_id = ${invoiceId}`;
       assert.equal(mirror.status, "draft");
@@ -74,7 +86,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "steady state: no Search, 3 calls per created invoice, and a rerun writes nothing",
+  name:
+    "steady state: no Search, create + add_lines per invoice plus one shared scan page, and a rerun writes nothing",
   ...IO,
   async fn() {
     const w = await openWorld();
@@ -93,7 +106,8 @@ Deno.test({
       const s = summary(w);
       assert.equal(s.searches, 0, "no Search once IDs are stored");
       console.log(`steady state, 3 invoices of 3 lines: ${JSON.stringify(s.byRoute)}`);
-      assert.equal(s.total, 9, "list + create + add_lines per invoice");
+      assert.equal(s.total, 7, "create + add_lines per invoice, one index scan page for all");
+      assert.equal(s.byRoute["GET /v1/invoices"], 1, "the scan page, no per-customer list");
       assert.equal(s.writes, 6, "create + add_lines per invoice");
       w.emu.emulator.calls.reset();
       const again = await run(w, "2026-10", tenants);
@@ -318,7 +332,7 @@ for (const window of ["inside", "past"] as const) {
         const tenant = await makeTenant(w.sql, { customerId: customer.id });
         const bill = await finalBill(w.sql, tenant, "2026-10", LINES);
         const crashed = await publish(
-          w.deps("crasher", crashingAfterCreate(w.stripe)),
+          deps(w, "crasher", crashingAfterCreate(w.stripe)),
           { month: "2026-10", tenants: [tenant] },
           BUDGET,
         );
@@ -381,14 +395,14 @@ Deno.test({
         await manualBill(w.sql, t, 10_000 + i, "2026-09-01", "2026-11-30");
         tenants.push(t);
       }
-      const first = await publish(w.deps("w0"), { month: "2026-10", tenants }, {
+      const first = await publish(deps(w, "w0"), { month: "2026-10", tenants }, {
         ...BUDGET,
         budgetMs: 0,
       });
       assert.equal(first.status, "pending");
       const results = await Promise.all(
         ["w1", "w2", "w3", "w4"].map((name) =>
-          drainRun(w.deps(name), first.run_id, { budgetMs: 60_000, batchSize: 2 })
+          drainRun(deps(w, name), first.run_id, { budgetMs: 60_000, batchSize: 2 })
         ),
       );
       assert.equal(results.reduce((n, r) => n + r.processed, 0), 16, "each item once");
@@ -475,6 +489,249 @@ Deno.test({
       assert.equal(reasonOf(tiny), "under_minimum");
       assert.equal(reasonOf(idle), "no_data_moved_no_payment_method");
       assert.equal(reasonOf(idleWithCard), "no_invoice", "billed: it has a payment method");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+// --- The account-wide invoice index ------------------------------------------------------------
+
+/** A Stripe client that counts invoice lists: account-wide scan pages vs per-customer lists. */
+function countingLists(stripe: Stripe) {
+  const counts = { scan: 0, customer: 0 };
+  const invoices = new Proxy(stripe.invoices, {
+    get(target, prop, recv) {
+      if (prop !== "list") return Reflect.get(target, prop, recv);
+      return (params?: Stripe.InvoiceListParams, ...rest: unknown[]) => {
+        if (params?.customer) counts.customer++;
+        else counts.scan++;
+        return (target.list as (...a: unknown[]) => unknown).call(target, params, ...rest);
+      };
+    },
+  });
+  return {
+    counts,
+    stripe: new Proxy(stripe, {
+      get: (t, p, r) => (p === "invoices" ? invoices : Reflect.get(t, p, r)),
+    }) as Stripe,
+  };
+}
+
+async function runVia(w: World, stripe: Stripe, month: string, tenants: string[]) {
+  const r = await publish(deps(w, undefined, stripe), { month, tenants }, BUDGET);
+  assert.equal(r.status, "done");
+  return { runId: r.run_id, items: await items(w.sql, r.run_id) };
+}
+
+async function scanState(w: World) {
+  const [s] = await w.sql<{ complete_through: string | null; completed_passes: number }[]>`
+    select complete_through::text, completed_passes::int from internal.stripe_invoice_scan
+    where account = ${deps(w).stripeAccount!}`;
+  return s;
+}
+
+Deno.test({
+  name: "index, steady state: each invoice costs create + add_lines, one scan page is shared",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const tenants: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const c = await w.emu.control.createCustomer({ name: `steady${i}` });
+        const t = await makeTenant(w.sql, { customerId: c.id });
+        await finalBill(w.sql, t, "2026-09", LINES);
+        await finalBill(w.sql, t, "2026-10", LINES);
+        tenants.push(t);
+      }
+      const l = countingLists(w.stripe);
+      const sep = await runVia(w, l.stripe, "2026-09", tenants);
+      assert.ok(sep.items.every((i) => i.outcome === "created"), JSON.stringify(sep.items));
+      assert.equal(l.counts.customer, 0, "the bootstrap scan answered for every customer");
+      await w.emu.control.advanceClock(30 * 86_400);
+      w.emu.emulator.calls.reset();
+      l.counts.scan = 0;
+      const oct = await runVia(w, l.stripe, "2026-10", tenants);
+      assert.ok(oct.items.every((i) => i.outcome === "created"), JSON.stringify(oct.items));
+      const s = summary(w);
+      const created = tenants.length;
+      const pages = l.counts.scan;
+      assert.equal(pages, 1, "September's 8 invoices are all the scan had to read");
+      assert.equal(l.counts.customer, 0, "no per-customer list");
+      assert.equal(s.searches, 0, "no Search");
+      assert.equal(s.byRoute["POST /v1/invoices"], created);
+      assert.equal(s.byRoute["POST /v1/invoices/:id/add_lines"], created);
+      assert.equal(s.byRoute["GET /v1/invoices"], pages);
+      assert.equal(s.total, 2 * created + pages, JSON.stringify(s.byRoute));
+      // Per bill: exactly create + add_lines; the scan is charged to the item that ran it.
+      const perItem = await w.sql<{ calls: Record<string, number> }[]>`
+        select stripe_calls as calls from internal.publish_run_items
+        where run_id = ${oct.runId}::uuid`;
+      let scanned = 0;
+      for (const { calls } of perItem) {
+        const { ["GET /v1/invoices (index scan)"]: scan = 0, ...own } = calls;
+        scanned += scan;
+        assert.deepEqual(own, { "POST /v1/invoices": 1, "POST /v1/invoices/:id/add_lines": 1 });
+      }
+      assert.equal(scanned, pages);
+      console.log(
+        `index steady state, ${created} invoices of 3 lines: ${
+          (s.total / created).toFixed(3)
+        } Stripe calls per created invoice (${JSON.stringify(s.byRoute)})`,
+      );
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "index: a hand-made invoice carrying a new bill's ID, made after the last scan, is adopted",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const c = await w.emu.control.createCustomer({ name: "hand" });
+      const tenant = await makeTenant(w.sql, { customerId: c.id });
+      await finalBill(w.sql, tenant, "2026-09", LINES);
+      const l = countingLists(w.stripe);
+      await runVia(w, l.stripe, "2026-09", [tenant]);
+      assert.ok((await scanState(w)).complete_through !== null, "the index was bootstrapped");
+      const oct = await finalBill(w.sql, tenant, "2026-10", LINES);
+      const handMade = await w.emu.control.createInvoice({
+        customer: c.id,
+        metadata: { "estuary.dev/bill_id": `final:${oct}` },
+      });
+      l.counts.scan = 0;
+      l.counts.customer = 0;
+      const r = await runVia(w, l.stripe, "2026-10", [tenant]);
+      assert.equal(r.items[0].outcome, "updated", JSON.stringify(r.items));
+      assert.equal(await storedInvoice(w.sql, "final", oct), handMade.id);
+      assert.equal((await liveInvoices(w, c.id)).length, 2, "September's and the hand-made one");
+      assert.ok(l.counts.scan >= 1, "the index was scanned again for this run");
+      assert.equal(l.counts.customer, 1, "the index's candidate was confirmed by the live list");
+      const [row] = await w.sql`select metadata from internal.stripe_invoice_index
+        where stripe_invoice_id = ${handMade.id}`;
+      assert.equal(row.metadata["estuary.dev/bill_id"], `final:${oct}`);
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "index: a legacy invoice made before the bootstrap still yields a possible legacy match",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const c = await w.emu.control.createCustomer({ name: "legacy" });
+      const tenant = await makeTenant(w.sql, { customerId: c.id });
+      const old = await w.emu.control.createInvoice({
+        customer: c.id,
+        status: "open",
+        collection_method: "send_invoice",
+        days_until_due: 30,
+        lines: [{ amount: 7000, description: "Contract" }],
+        metadata: {
+          "estuary.dev/tenant_name": tenant,
+          "estuary.dev/invoice_type": "manual",
+          "estuary.dev/period_start": "2026-10-01",
+          "estuary.dev/period_end": "2026-11-30",
+          "estuary.dev/created_by_automation": "true",
+        },
+      });
+      const edited = await manualBill(w.sql, tenant, 7000, "2026-10-01", "2026-12-31");
+      const c2 = await w.emu.control.createCustomer({ name: "plain" });
+      const plainTenant = await makeTenant(w.sql, { customerId: c2.id });
+      const plain = await finalBill(w.sql, plainTenant, "2026-10", LINES);
+      assert.equal(await scanState(w), undefined, "never bootstrapped");
+      const l = countingLists(w.stripe);
+      const r = await runVia(w, l.stripe, "2026-10", [tenant, plainTenant]);
+      const got = new Map(r.items.map((i) => [i.bill, i]));
+      const e = got.get(`manual:${edited}`)!;
+      assert.deepEqual([e.outcome, e.reason], ["warned", "possible_legacy_match"]);
+      assert.match(e.detail ?? "", new RegExp(old.id));
+      assert.equal(await storedInvoice(w.sql, "manual", edited), null);
+      assert.equal((await liveInvoices(w, c.id)).length, 1, "nothing created");
+      assert.equal(got.get(`final:${plain}`)?.outcome, "created");
+      assert.equal((await scanState(w))?.completed_passes, 1, "one bootstrap pass");
+      assert.equal(l.counts.customer, 1, "only the legacy candidate's customer was listed");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "index: a crash after create and before link, rerun past 24 h with the index blind to it",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const customer = await w.emu.control.createCustomer({ name: "crash-index" });
+      const tenant = await makeTenant(w.sql, { customerId: customer.id });
+      const bill = await finalBill(w.sql, tenant, "2026-10", LINES);
+      await publish(deps(w, "crasher", crashingAfterCreate(w.stripe)), {
+        month: "2026-10",
+        tenants: [tenant],
+      }, BUDGET);
+      assert.equal(await storedInvoice(w.sql, "final", bill), null, "the crash lost the link");
+      assert.equal((await liveInvoices(w, customer.id)).length, 1);
+      const clock = await w.emu.control.advanceClock(25 * 3600);
+      // The worst case: the index never saw that invoice (and never will). The create intent
+      // alone must send the rerun to the customer's live list.
+      const account = deps(w).stripeAccount!;
+      await w.sql`delete from internal.stripe_invoice_index where account = ${account}`;
+      await w.sql`update internal.stripe_invoice_scan set complete_through = ${clock.now + 3600}
+        where account = ${account}`;
+      const l = countingLists(w.stripe);
+      const r = await runVia(w, l.stripe, "2026-10", [tenant]);
+      assert.equal(r.items[0].outcome, "updated", JSON.stringify(r.items));
+      const live = await liveInvoices(w, customer.id);
+      assert.equal(live.length, 1, "still exactly one invoice");
+      assert.equal(await storedInvoice(w.sql, "final", bill), live[0].id);
+      assert.equal(l.counts.customer, 1, "the intent sent it to the live list");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "index: two workers starting a drain at once, exactly one scans",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const tenants: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const c = await w.emu.control.createCustomer({ name: `pair${i}` });
+        const t = await makeTenant(w.sql, { customerId: c.id });
+        await finalBill(w.sql, t, "2026-10", LINES);
+        tenants.push(t);
+      }
+      const first = await publish(deps(w, "w0"), { month: "2026-10", tenants }, {
+        ...BUDGET,
+        budgetMs: 0,
+      });
+      assert.equal(first.status, "pending");
+      const a = countingLists(w.stripe);
+      const b = countingLists(w.stripe);
+      const results = await Promise.all([
+        drainRun(deps(w, "wa", a.stripe), first.run_id, { budgetMs: 60_000, batchSize: 2 }),
+        drainRun(deps(w, "wb", b.stripe), first.run_id, { budgetMs: 60_000, batchSize: 2 }),
+      ]);
+      assert.ok(results.every((r) => r.processed > 0), "both workers drained");
+      assert.equal([a, b].filter((x) => x.counts.scan > 0).length, 1, "exactly one scanned");
+      assert.equal(a.counts.customer + b.counts.customer, 0, "the other waited for its index");
+      assert.equal((await scanState(w))?.completed_passes, 1);
+      const its = await items(w.sql, first.run_id);
+      assert.ok(its.every((i) => i.outcome === "created"), JSON.stringify(its));
+      for (const t of tenants) {
+        assert.equal((await liveInvoices(w, (await customerOf(w.sql, t))!)).length, 1, t);
+      }
     } finally {
       await w.close();
     }
