@@ -26,10 +26,10 @@ step "pgTAP, today's default privileges"
 bash dev/pgtap.sh
 
 step "pgTAP, legacy default privileges (projects before 2026-10-30)"
-STACK_PORT=$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
-trap 'STACK_PORT=$legacy_port bash dev/stack.sh stop' EXIT
+STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
+trap 'STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port bash dev/stack.sh stop' EXIT
 STACK_PORT=$legacy_port bash dev/pgtap.sh
-STACK_PORT=$legacy_port bash dev/stack.sh stop
+STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port bash dev/stack.sh stop
 trap - EXIT
 
 step "supabase db lint (plpgsql_check) on public and internal"
