@@ -11,7 +11,7 @@
  *   impossible  a small brownfield world whose Search limit cannot be met: must not report success
  *
  *   deno task bench [--tenants 1000] [--latency-ms 150-300] [--rate 100] [--search-rate 20]
- *                   [--search-lag-s 5] [--workers 32] [--batch 10]
+ *                   [--search-lag-s 5] [--workers 32] [--batch 10] [--search-share]
  *                   [--scenario brownfield,steady,rerun,edited,impossible] [--port N] [--keep]
  *
  * Prints one table and writes bench/results/publish_bench.json (and publish_bench_<N>.json).
@@ -57,6 +57,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "10" },
     scenario: { type: "string", default: ALL.join(",") },
     "impossible-tenants": { type: "string", default: "20" },
+    "search-share": { type: "boolean", default: false },
     port: { type: "string" },
     keep: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -140,6 +141,11 @@ async function main(): Promise<void> {
         workers: opts.workers ?? WORKERS,
         batchSize: opts.batch ?? BATCH,
         options: { rate_per_second: Math.min(100, LIMITS.rate), ...opts.options },
+        // Bench-only what-if: each worker's caller gets 1/W of the Search budget (the engine
+        // gives every caller the whole 20/s, so W workers can ask for W × 20/s).
+        callerOptions: values["search-share"]
+          ? { searchRatePerSecond: LIMITS.searchRate / (opts.workers ?? WORKERS) }
+          : undefined,
       });
       const calls: CallRecord[] = await emu.control.calls();
       const check = await checkInvariants(sql, emu.control, {
@@ -212,6 +218,7 @@ async function main(): Promise<void> {
       workers: WORKERS,
       batch: BATCH,
       scenarios: SCENARIOS,
+      search_share: values["search-share"],
     },
     scenarios: results,
     targets: targets(results),
@@ -220,7 +227,8 @@ async function main(): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const text = JSON.stringify(out, null, 2);
   await Deno.writeTextFile(`${dir}/publish_bench.json`, text);
-  await Deno.writeTextFile(`${dir}/publish_bench_${N}.json`, text);
+  const suffix = `${N}${values["search-share"] ? "_search_share" : ""}`;
+  await Deno.writeTextFile(`${dir}/publish_bench_${suffix}.json`, text);
   printTable(out.config, results, out.targets);
   console.log(`\nfigures: bench/results/publish_bench.json`);
   const broken = results.some((r) => r.invariant_failures.length > 0);

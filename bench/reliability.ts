@@ -277,9 +277,10 @@ async function killCase(
   mode: "after" | "before",
   opts: { lag?: number; realLease?: boolean } = {},
 ) {
+  // The old automation's objects are old: made before the lag is switched on.
+  const w = await smallWorld(ctx, tag(`k${mode[0]}`));
   if (opts.lag) await ctx.emu.control.setSearch({ lagSeconds: opts.lag });
   try {
-    const w = await smallWorld(ctx, tag(`k${mode[0]}`));
     const before = await snapshotIds(ctx.sql, w.tenants);
     const runId = await enqueueRun(ctx.sql, {
       month: MONTH,
