@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import type { CallRecord } from "../dev/stripe-emulator/control.ts";
 import { checkFailures, checkInvariants, snapshotIds } from "./lib/checks.ts";
 import { runMonth } from "./lib/engine.ts";
+import { enqueueRun } from "../supabase/functions/_shared/runs.ts";
 import {
   cell,
   Cluster,
@@ -207,12 +208,45 @@ async function main(): Promise<void> {
         searchPerSecond: 0.001,
         burstSeconds: 1,
       });
-      await scenario("impossible", M1, {
+      const imp = await scenario("impossible", M1, {
         tenants: small.map((t) => t.tenant),
         options: { max_attempts: 2 },
         workers: n,
         batch: 1,
       });
+      // The operator's view of the same: `deno task billing publish` on two more such tenants
+      // (a run enqueued with one attempt per item, continued by the CLI) must exit non-zero.
+      const two = tenantNames("by", 2).map((tenant, index) => ({ tenant, index }));
+      await makeTenants(sql, two.map((t) => t.tenant));
+      await makeFinalBills(sql, two, M1);
+      await emu.control.setSearch({ lagSeconds: 0 });
+      for (const t of two) await legacyCustomer(emu.control, t.tenant);
+      await emu.control.setSearch({ lagSeconds: LAG });
+      const runId = await enqueueRun(sql, {
+        month: M1,
+        tenants: two.map((t) => t.tenant),
+        options: { max_attempts: 1 },
+        actor: "bench",
+      });
+      const cli = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "cli/main.ts", "publish", "--month", M1, "--run-id", runId],
+        cwd: REPO,
+        env: {
+          SUPABASE_DB_URL: cluster.url,
+          STRIPE_SECRET_KEY: "sk_test_bench",
+          STRIPE_API_BASE: emu.url,
+          NO_COLOR: "1",
+        },
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(300_000),
+      }).output();
+      const said = new TextDecoder().decode(cli.stdout).trim().split("\n").filter((l) =>
+        /failed|throttl|429/i.test(l)
+      ).slice(-3).join(" / ");
+      imp.cli_exit_code = cli.code;
+      imp.cli_said = said;
+      log(`impossible (CLI): exit ${cli.code}: ${said}`);
     }
   } finally {
     await sql.end();
@@ -373,8 +407,15 @@ function targets(rs: ScenarioFigures[]): Target[] {
       target: "brownfield under an impossible Search limit: never reported as success",
       measured: `run ${imp.run_status}, ${imp.failed_items} of ${imp.bills} items failed ` +
         `(${Object.entries(imp.failed_errors).map(([k, v]) => `${v}× ${k}`).join(", ")})`,
-      met: !imp.reported_success,
+      met: !imp.reported_success && (imp.cli_exit_code === undefined || imp.cli_exit_code !== 0),
     });
+    if (imp.cli_exit_code !== undefined) {
+      out.push({
+        target: "the same through `deno task billing publish`: exits non-zero",
+        measured: `exit ${imp.cli_exit_code}: ${imp.cli_said}`,
+        met: imp.cli_exit_code !== 0,
+      });
+    }
   }
   const dup = rs.reduce((s, r) => s + r.duplicates, 0);
   const lost = rs.reduce((s, r) => s + r.lost_ids, 0);

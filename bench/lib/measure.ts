@@ -48,6 +48,9 @@ export interface ScenarioFigures {
   duplicates: number;
   lost_ids: number;
   invariant_failures: string[];
+  /** impossible only: exit code and failure lines of `deno task billing publish`. */
+  cli_exit_code?: number;
+  cli_said?: string;
 }
 
 export function figures(
