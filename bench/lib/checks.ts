@@ -18,6 +18,7 @@
  */
 import type { EmulatorControl, StateDump } from "../../dev/stripe-emulator/control.ts";
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 import {
   BILL_ID_KEY,
   INVOICE_TYPE_KEY,
@@ -27,6 +28,41 @@ import {
 } from "../../supabase/functions/_shared/metadata.ts";
 import type { BillLine } from "../../supabase/functions/_shared/planner.ts";
 import { expectedTotal } from "./world.ts";
+
+/**
+ * The emulator's customers and invoices read through the API (every page), for states too big
+ * for one `/_emulator/state` JSON string (V8 caps a string at ~512 MB; 10,000 tenants with
+ * their history pass that). Deleted objects are not listed: callers that delete nothing (the
+ * benchmark) lose nothing. Latency and limiters are switched off while it reads, then restored.
+ */
+export async function listedState(control: EmulatorControl, stripe: Stripe): Promise<StateDump> {
+  const cfg = await control.config();
+  await control.setLatency({});
+  await control.setRateLimits({ globalPerSecond: null, searchPerSecond: null });
+  try {
+    const customers: StateDump["customers"] = [];
+    for await (const c of stripe.customers.list({ limit: 100 })) {
+      customers.push({ ...(c as unknown as Record<string, unknown>), deleted: false });
+    }
+    const invoices: StateDump["invoices"] = [];
+    for await (const i of stripe.invoices.list({ limit: 100 })) {
+      invoices.push({ ...(i as unknown as Record<string, unknown>), deleted: false, line_ids: [] });
+    }
+    return {
+      customers,
+      invoices,
+      invoice_items: [],
+      payment_methods: [],
+      setup_intents: [],
+      event_count: 0,
+    };
+  } finally {
+    const lat = cfg.latency as { minMs: number; maxMs: number } | undefined;
+    if (lat) await control.setLatency(lat);
+    const rl = cfg.rate_limits as Record<string, unknown> | undefined;
+    if (rl) await control.setRateLimits(rl);
+  }
+}
 
 /** Stored IDs by object (`tenant:<name>`, `final:<id>`, `manual:<id>`) and the audit high-water mark. */
 export interface IdSnapshot {
