@@ -69,7 +69,7 @@ export interface EngineDeps {
 /** How the drain uses the account-wide invoice index. */
 export interface InvoiceIndexOptions {
   enabled?: boolean;
-  /** How long to wait for another worker's scan before listing per customer (default 10 s). */
+  /** How long to wait for another worker's scan before listing per customer (default 60 s). */
   waitMs?: number;
   /** Longest a scan may page in one go before handing its pass back (default 60 s). */
   sliceMs?: number;
@@ -168,21 +168,31 @@ export function stripeAccountOf(deps: Pick<EngineDeps, "stripe" | "stripeAccount
 class IndexGate {
   private until = 0;
   private ready = false;
+  /**
+   * Scans get the run's whole budget: while one worker scans, the others that need the index
+   * wait for it rather than call Stripe.
+   */
+  readonly caller: StripeCaller;
 
   constructor(
     private readonly deps: EngineDeps,
     private readonly run: RunRow,
     private readonly outOfTime: () => boolean,
-  ) {}
+  ) {
+    this.caller = new StripeCaller(deps.stripe, {
+      ...deps.callerOptions,
+      ratePerSecond: run.options.rate_per_second,
+    });
+  }
 
-  async isReady(caller: StripeCaller): Promise<boolean> {
+  async isReady(): Promise<boolean> {
     const o = this.deps.invoiceIndex ?? {};
     if (o.enabled === false) return false;
     if (performance.now() < this.until) return this.ready;
-    const waitUntil = performance.now() + (o.waitMs ?? 10_000);
+    const waitUntil = performance.now() + (o.waitMs ?? 60_000);
     for (;;) {
       const sliceEnd = performance.now() + (o.sliceMs ?? 60_000);
-      const r = await refreshInvoiceIndex({ sql: this.deps.sql, caller }, {
+      const r = await refreshInvoiceIndex({ sql: this.deps.sql, caller: this.caller }, {
         account: stripeAccountOf(this.deps),
         owner: this.deps.worker,
         freshAfter: this.run.created_at,
@@ -290,7 +300,7 @@ async function learn(
   } else {
     // The index vouches only for "nothing to adopt", and only when no earlier create of this
     // bill may have lost its ID (an intent without a stored ID): the live list decides the rest.
-    const indexed = history.priorCreate === null && await ic.index.isReady(caller)
+    const indexed = history.priorCreate === null && await ic.index.isReady()
       ? await indexedCustomerInvoices(deps.sql, stripeAccountOf(deps), customerId)
       : null;
     if (indexed && matchInvoice(bill, indexed).kind === "none") {
@@ -333,12 +343,17 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
   const { deps, run, caller } = ic;
   const now = deps.now ?? (() => new Date());
   const before = caller.stats();
+  const beforeScan = ic.index.caller.stats();
   let plan: Action | null = null;
   const notes: string[] = [];
+  // An index scan this item triggered is charged to it.
   const complete = (c: Omit<Parameters<typeof completeItem>[3], "stripeCalls" | "plan">) =>
     completeItem(deps.sql, claim, deps.worker, {
       ...c,
-      stripeCalls: diffStats(caller.stats(), before),
+      stripeCalls: {
+        ...diffStats(caller.stats(), before),
+        ...diffStats(ic.index.caller.stats(), beforeScan),
+      },
       plan,
     });
   try {
@@ -422,6 +437,9 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
   }
 }
 
+/** Stripe's Search limit for the account (all Search endpoints together). */
+const SEARCH_RATE_PER_SECOND = 20;
+
 /** Drains a run until it is empty or the budget is spent; items not started go back. */
 export async function drainRun(
   deps: EngineDeps,
@@ -435,14 +453,20 @@ export async function drainRun(
   let processed = 0;
   const spent = () => performance.now() - started >= options.budgetMs;
   const index = new IndexGate(deps, run, spent);
-  outer: while (!spent()) {
-    const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
-    if (claims.length === 0) break;
-    // The run's budget is the account's; each live worker takes an equal share of it.
-    const share = run.options.rate_per_second / Math.max(1, claims[0].active_workers);
-    const caller = new StripeCaller(deps.stripe, { ...deps.callerOptions, ratePerSecond: share });
-    const ic: ItemContext = { deps, run, caller, lists: new Map(), index };
-    try {
+  // One caller for the whole drain, so a slowdown after 429s is not forgotten between batches.
+  const caller = new StripeCaller(deps.stripe, {
+    ...deps.callerOptions,
+    ratePerSecond: run.options.rate_per_second,
+  });
+  const searchRate = deps.callerOptions?.searchRatePerSecond ?? SEARCH_RATE_PER_SECOND;
+  try {
+    outer: while (!spent()) {
+      const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
+      if (claims.length === 0) break;
+      // The limits are the account's: each live worker takes an equal share of both.
+      const workers = Math.max(1, claims[0].active_workers);
+      caller.setShare(run.options.rate_per_second / workers, searchRate / workers);
+      const ic: ItemContext = { deps, run, caller, lists: new Map(), index };
       for (let i = 0; i < claims.length; i++) {
         if (spent()) {
           await releaseItems(deps.sql, runId, deps.worker, claims.slice(i).map((c) => c.item_no));
@@ -451,9 +475,9 @@ export async function drainRun(
         await processItem(ic, claims[i]);
         processed++;
       }
-    } finally {
-      stats = addStats(stats, caller.stats());
     }
+  } finally {
+    stats = addStats(addStats(stats, caller.stats()), index.caller.stats());
   }
   const [{ remaining }] = await deps.sql<{ remaining: boolean }[]>`
     select exists (select 1 from internal.publish_run_items

@@ -100,7 +100,7 @@ class AdaptiveBucket {
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly maxRate: number,
+    private maxRate: number,
     private readonly now: () => number,
     private readonly sleep: (ms: number) => Promise<void>,
   ) {
@@ -135,6 +135,12 @@ class AdaptiveBucket {
       }
       await this.sleep(Math.ceil(((1 - this.tokens) / this.rate) * 1000));
     }
+  }
+
+  /** A new ceiling (a worker's share changed); a rate slowed by 429s stays slowed. */
+  setMaxRate(maxRate: number): void {
+    this.maxRate = maxRate;
+    this.rate = Math.min(this.rate, maxRate);
   }
 
   onThrottled(): void {
@@ -227,6 +233,15 @@ export class StripeCaller {
       throw new StripeThrottledError(endpoint, this.maxAttempts, lastError);
     }
     throw lastError;
+  }
+
+  /**
+   * Changes this caller's share of the account's limits (e.g. when the number of workers on a
+   * run changes), keeping any slowdown that 429s caused.
+   */
+  setShare(ratePerSecond: number, searchRatePerSecond: number): void {
+    this.global.setMaxRate(ratePerSecond);
+    this.searchBucket.setMaxRate(searchRatePerSecond);
   }
 
   /** A snapshot of the counts. */
