@@ -155,3 +155,23 @@ Deno.test("addStats() sums counts per endpoint", () => {
     throttled: 0,
   });
 });
+
+Deno.test("setShare() changes the ceiling but keeps a slowdown caused by 429s", async () => {
+  const time = fakeTime();
+  const caller = new StripeCaller(stripe, {
+    ...time,
+    random: () => 1,
+    maxAttempts: 2,
+    ratePerSecond: 100,
+  });
+  await assert.rejects(
+    caller.call("GET /v1/invoices", () => Promise.reject(stripeError(429, "rate_limit"))),
+    StripeThrottledError,
+  );
+  const slowed = caller.currentRate();
+  assert.ok(slowed < 100);
+  caller.setShare(200, 20);
+  assert.equal(caller.currentRate(), slowed, "a larger share does not undo the slowdown");
+  caller.setShare(10, 2);
+  assert.equal(caller.currentRate(), 10, "a smaller share lowers the rate at once");
+});
