@@ -22,6 +22,21 @@ export interface CommandSpec {
   details?: string;
 }
 
+/** `--month YYYY-MM`, required. */
+export const MONTH_FLAG: FlagSpec = {
+  type: "string",
+  placeholder: "YYYY-MM",
+  description: "the billed month",
+  required: true,
+};
+
+/** `--tenants a/,b/`: limit a command to some tenants. */
+export const TENANTS_FLAG: FlagSpec = {
+  type: "string",
+  placeholder: "a/,b/",
+  description: "only these tenants",
+};
+
 /** A flag was missing, unknown or malformed; the message names it. */
 export class UsageError extends Error {
   constructor(message: string) {

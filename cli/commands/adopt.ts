@@ -4,7 +4,7 @@
  * ID against the customer's invoice list (by estuary.dev/bill_id, else the old automation's
  * type + period key) and link the hits. Reports hits, misses, duplicates and orphans.
  */
-import { type CommandSpec, type Flags, parseTenants } from "../args.ts";
+import { type CommandSpec, type Flags, parseTenants, TENANTS_FLAG } from "../args.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, Progress, table } from "../format.ts";
 import { loadBill } from "../../supabase/functions/_shared/bills.ts";
@@ -24,7 +24,7 @@ export const adoptSpec: CommandSpec = {
   usage: "adopt [--dry-run] [--tenants a/,b/]",
   flags: {
     "dry-run": { type: "boolean", description: "report only: store nothing" },
-    tenants: { type: "string", placeholder: "a/,b/", description: "only these tenants" },
+    tenants: TENANTS_FLAG,
   },
   details: "Stripe is only read (one customer Search per tenant without a stored customer, one\n" +
     "invoice list per customer). Duplicates and possible legacy matches are listed for\n" +

@@ -4,7 +4,14 @@
  * method, asks, then finalizes with auto_advance so Stripe charges or sends. Every step first
  * re-reads the invoice and refuses one that changed since it was listed.
  */
-import { type CommandSpec, type Flags, parseMonth, parseTenants } from "../args.ts";
+import {
+  type CommandSpec,
+  type Flags,
+  MONTH_FLAG,
+  parseMonth,
+  parseTenants,
+  TENANTS_FLAG,
+} from "../args.ts";
 import { loadMonthBills, type MonthBill } from "../bills.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, table } from "../format.ts";
@@ -17,13 +24,8 @@ export const finalizeSpec: CommandSpec = {
   summary: "Finalize the month's draft invoices by stored ID, so Stripe charges or sends them.",
   usage: "finalize --month YYYY-MM [--tenants a/,b/] [--yes]",
   flags: {
-    month: {
-      type: "string",
-      placeholder: "YYYY-MM",
-      description: "the billed month",
-      required: true,
-    },
-    tenants: { type: "string", placeholder: "a/,b/", description: "only these tenants" },
+    month: MONTH_FLAG,
+    tenants: TENANTS_FLAG,
     yes: { type: "boolean", description: "do not ask for confirmation" },
   },
   details:

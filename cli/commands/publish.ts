@@ -3,7 +3,15 @@
  * function, in-process and without its time limit. Several workers drain the run in parallel and
  * share the Stripe budget; the outcome is printed grouped by action with amounts.
  */
-import { type CommandSpec, type Flags, parseMonth, parseTenants, UsageError } from "../args.ts";
+import {
+  type CommandSpec,
+  type Flags,
+  MONTH_FLAG,
+  parseMonth,
+  parseTenants,
+  TENANTS_FLAG,
+  UsageError,
+} from "../args.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, Progress, table } from "../format.ts";
 import { drainRun } from "../../supabase/functions/_shared/publish.ts";
@@ -19,13 +27,8 @@ export const publishSpec: CommandSpec = {
   summary: "Publish a month's bills to Stripe: one invoice per bill, by stored ID.",
   usage: "publish --month YYYY-MM [--tenants a/,b/] [--dry-run] [--recreate-existing]",
   flags: {
-    month: {
-      type: "string",
-      placeholder: "YYYY-MM",
-      description: "the billed month",
-      required: true,
-    },
-    tenants: { type: "string", placeholder: "a/,b/", description: "only these tenants" },
+    month: MONTH_FLAG,
+    tenants: TENANTS_FLAG,
     "dry-run": { type: "boolean", description: "plan only: no Stripe write, no ID stored" },
     "recreate-existing": {
       type: "boolean",
