@@ -485,10 +485,14 @@ export async function drainRun(
   return { runId, processed, remaining, stats };
 }
 
-/** The outcome of a publish call: pending (call again with the run ID) or the report. */
+/**
+ * The outcome of a publish call: pending (call again with the run ID), or the report — "failed"
+ * when any bill failed (e.g. Stripe throttled it past its attempts), so no caller mistakes a
+ * partial run for a success.
+ */
 export type PublishResult =
   | { status: "pending"; run_id: string; processed: number }
-  | { status: "done"; run_id: string; report: Record<string, unknown> };
+  | { status: "done" | "failed"; run_id: string; failed: number; report: Record<string, unknown> };
 
 /** Enqueues (or continues) a run and drains it within `budgetMs`. */
 export async function publish(
@@ -513,5 +517,7 @@ export async function publish(
     batchSize: options.batchSize,
   });
   if (d.remaining) return { status: "pending", run_id: runId, processed: d.processed };
-  return { status: "done", run_id: runId, report: await runReport(deps.sql, runId) };
+  const report = await runReport(deps.sql, runId);
+  const failed = Number((report.counters as { failed?: number } | null)?.failed ?? 0);
+  return { status: failed > 0 ? "failed" : "done", run_id: runId, failed, report };
 }
