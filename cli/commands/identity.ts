@@ -5,6 +5,7 @@
  */
 import { type CommandSpec, type Flags, UsageError } from "../args.ts";
 import type { CliContext } from "../context.ts";
+import { loadBill as loadStoredBill } from "../../supabase/functions/_shared/bills.ts";
 import {
   billRef,
   parseBillRef,
@@ -84,19 +85,15 @@ function requireReason(flags: Flags): string {
 }
 
 async function loadBill(ctx: CliContext, kind: "final" | "manual", id: number): Promise<BillRow> {
-  const rows = kind === "manual"
-    ? await ctx.sql<BillRow[]>`
-        select 'manual' as kind, b.id::int as id, b.tenant, b.stripe_invoice_id,
-          t.stripe_customer_id as customer_id
-        from internal.manual_bills b left join public.tenants t on t.tenant = b.tenant
-        where b.id = ${id}`
-    : await ctx.sql<BillRow[]>`
-        select 'final' as kind, b.id::int as id, b.tenant, b.stripe_invoice_id,
-          t.stripe_customer_id as customer_id
-        from internal.billing_historicals b left join public.tenants t on t.tenant = b.tenant
-        where b.id = ${id}`;
-  if (rows.length === 0) throw new UsageError(`bill ${billRef(kind, id)} does not exist`);
-  return rows[0];
+  const loaded = await loadStoredBill(ctx.sql, kind, id);
+  if (!loaded) throw new UsageError(`bill ${billRef(kind, id)} does not exist`);
+  return {
+    kind,
+    id,
+    tenant: loaded.bill.tenant,
+    stripe_invoice_id: loaded.bill.storedInvoiceId,
+    customer_id: loaded.tenantCustomerId,
+  };
 }
 
 async function retrieveInvoice(ctx: CliContext, id: string): Promise<Stripe.Invoice | null> {
