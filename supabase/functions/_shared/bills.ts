@@ -37,9 +37,10 @@ export async function loadBill(
   const rows = await sql<BillRow[]>`
     with b as (
       select 'final'::text as kind, h.id, h.tenant::text as tenant,
-        date_trunc('month', h.billed_month)::date as date_start,
-        (date_trunc('month', h.billed_month) + interval '1 month' - interval '1 day')::date
-          as date_end,
+        -- billed_month is midnight UTC: read it in UTC whatever the session's zone.
+        date_trunc('month', h.billed_month at time zone 'UTC')::date as date_start,
+        (date_trunc('month', h.billed_month at time zone 'UTC') + interval '1 month'
+          - interval '1 day')::date as date_end,
         coalesce(nullif(h.report -> 'line_items', 'null'), '[]'::jsonb) as line_items,
         coalesce(nullif(h.report -> 'subtotal', 'null'), '0')::integer as subtotal,
         nullif(h.report, 'null'::jsonb) as extra,
