@@ -6,6 +6,7 @@
 import type { EmulatorControl, StripeJson } from "../../dev/stripe-emulator/control.ts";
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
 import { addLineParam, createParams } from "../../supabase/functions/_shared/executor.ts";
+import { INSTALLATION_KEY } from "../../supabase/functions/_shared/idempotency.ts";
 import {
   BILL_ID_KEY,
   CREATED_BY_AUTOMATION_KEY,
@@ -14,7 +15,6 @@ import {
 import {
   type Bill,
   type BillLine,
-  createIdempotencyKey,
   invoiceSpecFor,
   linesFor,
 } from "../../supabase/functions/_shared/planner.ts";
@@ -187,11 +187,9 @@ export function asBill(b: SeededBill): Bill {
   };
 }
 
-/** The total the engine must reach for a bill (its subtotal plus rounding counts up). */
+/** What Stripe must collect for a bill: the subtotal the bill itself states, to the cent. */
 export function expectedTotal(b: { subtotal: number; lineItems: BillLine[] }): number {
-  let diff = 0;
-  for (const l of b.lineItems) diff += (Math.ceil(l.count) - l.count) * l.rate;
-  return b.subtotal + Math.round(diff);
+  return b.subtotal;
 }
 
 /** Runs `fn` over `items` with at most `n` at once. */
@@ -239,22 +237,27 @@ export function invoiceFor(
     now: opts.now ?? new Date(),
     recreateExisting: false,
     usageCollectionMethod: "charge_automatically" as const,
+    installation: "",
   };
   const spec = invoiceSpecFor(b, ctx);
   const metadata = { ...spec.metadata };
+  // Made before installation IDs existed (so adoptable by any installation of this database).
+  delete metadata[INSTALLATION_KEY];
   if (!opts.withBillId) delete metadata[BILL_ID_KEY];
   const params = createParams({
     kind: "create",
     bill: { kind: b.kind, id: b.id, tenant: b.tenant },
     reason: "no_invoice",
     customerId: customer,
-    idempotencyKey: createIdempotencyKey(b),
+    idempotencyKey: "seed",
+    keyBase: "seed",
     invoice: { ...spec, metadata },
     lines: [],
     expectedTotal: 0,
-    roundingDiff: 0,
   });
-  const { lines } = linesFor(b);
+  const wanted = linesFor(b);
+  if ("error" in wanted) throw new Error(`seeded bill ${b.kind}:${b.id}: ${wanted.error}`);
+  const lines = wanted.lines;
   return control.createInvoice({
     ...(params as Record<string, unknown>),
     customer,

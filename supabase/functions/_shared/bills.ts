@@ -3,7 +3,7 @@
  * history (audited releases/replacements, earlier intents) say about it.
  */
 import type { Sql } from "./db.ts";
-import type { Bill, BillLine } from "./planner.ts";
+import type { Bill, BillLine, StripeKnowledge } from "./plan_types.ts";
 
 /** A bill plus the tenant's stored customer. */
 export interface LoadedBill {
@@ -90,18 +90,18 @@ export async function loadBill(
   };
 }
 
-/** What earlier attempts recorded for a bill: the last create and any replacement begun. */
-export interface BillHistory {
-  priorCreate: { idempotencyKey: string; dueDate: number | null } | null;
-  replacementStartedFor: string | null;
-  createdThisRun: string[];
-}
+/** What earlier attempts recorded for a bill. */
+export type BillHistory = Pick<
+  StripeKnowledge,
+  "priorCreate" | "replacementStartedFor" | "createdThisRun" | "keySalt"
+>;
 
 interface IntentRow {
   step: string;
   idempotency_key: string | null;
   stripe_invoice_id: string | null;
   params: Record<string, unknown> | null;
+  at: Date;
 }
 
 /** Reads the bill's intents and this run's links from the durable records. */
@@ -112,13 +112,18 @@ export async function loadBillHistory(
   runId: string,
 ): Promise<BillHistory> {
   const intents = await sql<IntentRow[]>`
-    select step, idempotency_key, stripe_invoice_id, params from internal.publish_intents
+    select step, idempotency_key, stripe_invoice_id, params, at from internal.publish_intents
     where bill_kind = ${kind} and bill_id = ${id}
       and step in ('create_invoice', 'void_invoice', 'delete_invoice')
     order by at desc, id desc limit 20`;
+  const [{ replays }] = await sql<{ replays: number }[]>`
+    select count(*)::int as replays from internal.publish_intents
+    where bill_kind = ${kind} and bill_id = ${id} and step = 'replayed'`;
   const create = intents.find((i) => i.step === "create_invoice");
+  // Deleted or voided by us: to replace it, or as a stale draft of a bill that needs none.
   const replacing = intents.find((i) =>
-    (i.step === "void_invoice" || i.step === "delete_invoice") && i.params?.reason === "replace"
+    (i.step === "void_invoice" || i.step === "delete_invoice") &&
+    (i.params?.reason === "replace" || i.params?.reason === "stale")
   );
   const links = await sql<{ new_id: string }[]>`
     select new_id from internal.stripe_id_audit
@@ -129,9 +134,11 @@ export async function loadBillHistory(
       ? {
         idempotencyKey: create.idempotency_key,
         dueDate: typeof create.params?.due_date === "number" ? create.params.due_date : null,
+        at: new Date(create.at).getTime(),
       }
       : null,
     replacementStartedFor: replacing?.stripe_invoice_id ?? null,
     createdThisRun: links.map((l) => l.new_id),
+    keySalt: replays,
   };
 }

@@ -5,6 +5,7 @@
  * ID is a compare-and-set through internal.link_tenant_customer.
  */
 import type { Sql } from "./db.ts";
+import { customerCreateKey, INSTALLATION_KEY, installationId } from "./idempotency.ts";
 import {
   CREATED_BY_AUTOMATION_KEY,
   CUSTOMER_NAME_KEY,
@@ -43,21 +44,28 @@ export interface CustomerDeps {
   runId?: string;
 }
 
-/** The idempotency key of a tenant's customer create, shared by every entry point. */
-export function customerCreateIdempotencyKey(tenant: string): string {
-  return `flow-customer-create:${tenant}`;
+/**
+ * The idempotency key of a tenant's customer create, shared by every entry point; it names the
+ * installation, so two databases on one Stripe account never share a customer by replay.
+ */
+export function customerCreateIdempotencyKey(installation: string, tenant: string): string {
+  return customerCreateKey(installation, tenant);
 }
 
 const ADDRESS_FIELDS = ["line1", "line2", "city", "state", "postal_code", "country"] as const;
 
 /** The create body; it depends only on the tenant row, so two entry points send the same one. */
-export function customerCreateParams(row: TenantBillingRow): Stripe.CustomerCreateParams {
+export function customerCreateParams(
+  row: TenantBillingRow,
+  installation: string,
+): Stripe.CustomerCreateParams {
   const params: Stripe.CustomerCreateParams = {
     name: row.tenant,
     description: `Represents the billing entity for Flow tenant '${row.tenant}'`,
     metadata: {
       [TENANT_NAME_KEY]: row.tenant,
       [CREATED_BY_AUTOMATION_KEY]: "true",
+      [INSTALLATION_KEY]: installation,
       ...(row.billing_name ? { [CUSTOMER_NAME_KEY]: row.billing_name } : {}),
     },
   };
@@ -135,8 +143,14 @@ async function findCustomer(
     "GET /v1/customers/search",
     (s) => s.customers.search({ query: customerSearchQuery(tenant), limit: 100 }),
   );
+  const installation = await installationId(deps.sql);
+  // Another installation's customer (a staging copy on the same account) is never adopted.
   const hits = found.data
-    .filter((c) => c.metadata?.[TENANT_NAME_KEY] === tenant)
+    .filter((c) =>
+      c.metadata?.[TENANT_NAME_KEY] === tenant &&
+      (c.metadata?.[INSTALLATION_KEY] === undefined ||
+        c.metadata[INSTALLATION_KEY] === installation)
+    )
     .sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
   if (hits.length === 0) return { customerId: null, source: "missing", duplicates: [] };
   const [oldest, ...rest] = hits;
@@ -163,10 +177,12 @@ export async function resolveCustomer(
   if (result.source !== "missing") return { ...result, source: result.source };
 
   if (options.dryRun) return { customerId: null, source: "would_create", duplicates: [] };
+  const installation = await installationId(deps.sql);
   const created = await deps.caller.call(
     "POST /v1/customers",
-    (s, requestOptions) => s.customers.create(customerCreateParams(row), requestOptions),
-    { idempotencyKey: customerCreateIdempotencyKey(tenant) },
+    (s, requestOptions) =>
+      s.customers.create(customerCreateParams(row, installation), requestOptions),
+    { idempotencyKey: customerCreateIdempotencyKey(installation, tenant) },
   );
   const link = await linkCustomer(deps, tenant, created.id, "created");
   return settle(link, created.id, "created", []);

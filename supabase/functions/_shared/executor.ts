@@ -1,15 +1,21 @@
 /**
- * The one place publishing writes to Stripe. Before every write it records the intent (fenced
- * by the item's lease) and commits it; right after a create it stores the invoice ID, before any
- * line is added; it verifies the invoice total against the bill and fails loudly when they differ.
+ * The one place publishing writes to Stripe. Every write has a deterministic key (installation,
+ * bill, generation, operation, payload and the state it applies to), is preceded by a committed
+ * intent fenced by the item's lease, and is attempted only while the lease is held. Right after
+ * a create the invoice ID is stored, before any line is added. The result is verified against
+ * the bill (total and customer) from Stripe's answer, or from a fresh retrieve when the answer
+ * was a replay of an earlier request.
  */
 import type { Sql } from "./db.ts";
-import { recordInvoiceState } from "./invoices.ts";
-import type { Action, InvoiceSpec, LineSpec } from "./planner.ts";
-import { type StripeCaller, stripeCode } from "./stripe_calls.ts";
+import { writeKey } from "./idempotency.ts";
+import { recordInvoiceState, retrieveInvoice } from "./invoices.ts";
+import type { ItemLease } from "./lease.ts";
+import { linesMatch } from "./bill_invoice.ts";
+import type { Action, InvoiceSpec, LineSpec } from "./plan_types.ts";
+import { isStripeNotFound, type StripeCaller, stripeCode, wasReplayed } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
 
-/** Where the executor runs: which item of which run, by which worker. */
+/** Where the executor runs: which item of which run, by which worker, under which lease. */
 export interface ExecDeps {
   sql: Sql;
   caller: StripeCaller;
@@ -17,6 +23,7 @@ export interface ExecDeps {
   itemNo: number;
   worker: string;
   now: () => Date;
+  lease: ItemLease;
 }
 
 /** What an action came to. */
@@ -31,10 +38,19 @@ export interface ExecResult {
 /** The invoice total disagrees with the bill: never left silently. */
 export class TotalMismatchError extends Error {
   constructor(invoiceId: string, expected: number, actual: number) {
-    super(
-      `invoice ${invoiceId} totals ${actual}¢ but the bill (with rounding) is ${expected}¢`,
-    );
+    super(`invoice ${invoiceId} totals ${actual}¢ but the bill is ${expected}¢`);
     this.name = "TotalMismatchError";
+  }
+}
+
+/**
+ * A write was answered from Stripe's idempotency cache, but the draft is not as that write left
+ * it (someone changed it since): the bill moves on to fresh keys and the item is retried.
+ */
+export class StaleReplayError extends Error {
+  constructor(invoiceId: string, what: string) {
+    super(`a replayed ${what} on ${invoiceId} no longer describes the draft; retrying afresh`);
+    this.name = "StaleReplayError";
   }
 }
 
@@ -45,7 +61,7 @@ interface LinkOutcome {
 }
 
 /** Commits the record of a Stripe write about to happen; throws if the lease was lost. */
-async function intent(
+export async function intent(
   d: ExecDeps,
   step: string,
   invoiceId: string | null,
@@ -56,16 +72,27 @@ async function intent(
     ${step}, ${idempotencyKey}, ${invoiceId}, ${d.sql.json(params as never)})`;
 }
 
+/** One Stripe write under the lease: checked before every attempt, kept alive while in flight. */
+function send<T>(
+  d: ExecDeps,
+  endpoint: string,
+  fn: (stripe: Stripe, o: Stripe.RequestOptions) => Promise<T>,
+  idempotencyKey?: string,
+): Promise<T> {
+  return d.lease.during(() =>
+    d.caller.call(endpoint, fn, { idempotencyKey, beforeAttempt: () => d.lease.ensure() })
+  );
+}
+
 async function link(
   d: ExecDeps,
   action: Action,
   invoiceId: string,
   reason: string,
 ): Promise<LinkOutcome> {
-  const kind = action.bill.kind;
   const [row] = await d.sql<LinkOutcome[]>`
-    select outcome, stored_id, detail from internal.link_bill_invoice(${kind}, ${action.bill.id},
-      ${invoiceId}, ${"publish:" + d.worker}, ${reason}, ${d.runId}::uuid)`;
+    select outcome, stored_id, detail from internal.link_bill_invoice(${action.bill.kind},
+      ${action.bill.id}, ${invoiceId}, ${"publish:" + d.worker}, ${reason}, ${d.runId}::uuid)`;
   return row;
 }
 
@@ -74,34 +101,25 @@ async function replaceLink(
   action: Action,
   oldId: string,
   newId: string,
+  why: string,
 ): Promise<LinkOutcome> {
   const [row] = await d.sql<LinkOutcome[]>`
     select outcome, stored_id, detail from internal.replace_bill_invoice(${action.bill.kind},
       ${action.bill.id}, ${oldId}, ${newId}, ${"publish:" + d.worker},
-      'recreate_existing: replaced by a new invoice', ${d.runId}::uuid)`;
+      ${"replaced by a new invoice: " + why}, ${d.runId}::uuid)`;
   return row;
 }
 
 const linkOk = (o: LinkOutcome) =>
   o.outcome === "linked" || o.outcome === "unchanged" || o.outcome === "replaced";
 
-/** The add_lines entry for a line: a priced quantity, or a signed amount for credits. */
+/** The add_lines entry for a line: an amount in cents (no Price, so no Product is made). */
 export function addLineParam(line: LineSpec): Stripe.InvoiceAddLinesParams.Line {
-  const period = { start: line.periodStart, end: line.periodEnd };
-  if (line.unitAmount >= 0) {
-    return {
-      description: line.description,
-      period,
-      quantity: line.quantity,
-      price_data: {
-        currency: "usd",
-        product_data: { name: line.description || "Flow usage" },
-        unit_amount: line.unitAmount,
-      },
-    };
-  }
-  // Prices cannot be negative; a credit is an amount-only line.
-  return { description: line.description, period, amount: line.amount };
+  return {
+    description: line.description,
+    period: { start: line.periodStart, end: line.periodEnd },
+    amount: line.amount,
+  };
 }
 
 function updateParams(fields: Partial<InvoiceSpec>): Stripe.InvoiceUpdateParams {
@@ -137,35 +155,68 @@ export function createParams(
   };
 }
 
+/**
+ * Replaces every line of a draft: remove these, add those, each call keyed by the lines it
+ * removes and adds, so a second worker or a late retry replays instead of adding them twice.
+ */
 async function replaceLines(
   d: ExecDeps,
+  keyBase: string,
   invoiceId: string,
   remove: string[],
   add: LineSpec[],
-): Promise<Stripe.Invoice | null> {
+): Promise<{ invoice: Stripe.Invoice | null; replayed: boolean }> {
   let last: Stripe.Invoice | null = null;
+  let replayed = false;
   if (remove.length > 0) {
-    await intent(d, "remove_lines", invoiceId, { lines: remove });
-    last = await d.caller.call(
+    const params = { lines: remove.map((id) => ({ id, behavior: "delete" as const })) };
+    const key = writeKey(keyBase, "remove-lines", { invoice: invoiceId, remove });
+    await intent(d, "remove_lines", invoiceId, { lines: remove }, key);
+    last = await send(
+      d,
       "POST /v1/invoices/:id/remove_lines",
-      (s, o) =>
-        s.invoices.removeLines(invoiceId, {
-          lines: remove.map((id) => ({ id, behavior: "delete" as const })),
-        }, o),
+      (s, o) => s.invoices.removeLines(invoiceId, params, o),
+      key,
     );
+    replayed ||= wasReplayed(last);
   }
   if (add.length > 0) {
-    await intent(d, "add_lines", invoiceId, { count: add.length });
-    last = await d.caller.call(
+    const params = { lines: add.map(addLineParam) };
+    const key = writeKey(keyBase, "add-lines", { invoice: invoiceId, removed: remove, params });
+    await intent(d, "add_lines", invoiceId, { count: add.length }, key);
+    last = await send(
+      d,
       "POST /v1/invoices/:id/add_lines",
-      (s, o) => s.invoices.addLines(invoiceId, { lines: add.map(addLineParam) }, o),
+      (s, o) => s.invoices.addLines(invoiceId, params, o),
+      key,
     );
+    replayed ||= wasReplayed(last);
   }
-  return last;
+  return { invoice: last, replayed };
 }
 
-function verify(invoiceId: string, expected: number, actual: number): void {
-  if (expected !== actual) throw new TotalMismatchError(invoiceId, expected, actual);
+/**
+ * Checks the draft against the bill: its total from Stripe's answer, or (no answer, or one that
+ * was a replay and may be stale) from a fresh retrieve, whose lines must then be the wanted ones.
+ */
+async function verify(
+  d: ExecDeps,
+  invoiceId: string,
+  want: { total: number; lines: LineSpec[] },
+  answer: { total: number } | null,
+  checkLines: boolean,
+): Promise<void> {
+  let total = answer?.total;
+  if (total === undefined) {
+    const fresh = await retrieveInvoice({ sql: d.sql, caller: d.caller, now: d.now }, invoiceId);
+    if (!fresh) throw new StaleReplayError(invoiceId, "write (the invoice is gone)");
+    if (checkLines && !linesMatch(fresh.snapshot.lines ?? [], want.lines)) {
+      await intent(d, "replayed", invoiceId, { why: "stale replay" });
+      throw new StaleReplayError(invoiceId, "line write");
+    }
+    total = fresh.snapshot.total;
+  }
+  if (total !== want.total) throw new TotalMismatchError(invoiceId, want.total, total);
 }
 
 /** Skip, warn and refuse write nothing to Stripe; an adopted invoice is linked first. */
@@ -188,6 +239,31 @@ async function settleWithoutWrites(
   return { outcome, invoiceId: action.invoiceId ?? null, detail: action.detail };
 }
 
+/** Deletes a stale draft (the bill needs no invoice now) and releases its ID, audited. */
+async function discard(
+  d: ExecDeps,
+  action: Extract<Action, { kind: "discard" }>,
+): Promise<ExecResult> {
+  const id = action.invoiceId;
+  if (!action.alreadyDeleted) {
+    await intent(d, "delete_invoice", id, { reason: "stale", why: action.reason });
+    try {
+      await send(d, "DELETE /v1/invoices/:id", (s) => s.invoices.del(id));
+    } catch (err) {
+      if (!isStripeNotFound(err)) throw err;
+    }
+    await recordInvoiceState(d.sql, { id, deleted: true }, d.now());
+  }
+  const [l] = await d.sql<LinkOutcome[]>`
+    select outcome, stored_id, detail from internal.release_bill_invoice(${action.bill.kind},
+      ${action.bill.id}, ${id}, ${"publish:" + d.worker},
+      ${`stale draft deleted: the bill needs no invoice (${action.reason})`})`;
+  if (l.outcome !== "released" && l.outcome !== "unchanged") {
+    return { outcome: "warned", invoiceId: id, detail: l.detail ?? "", reason: "conflict" };
+  }
+  return { outcome: "skipped", invoiceId: null, detail: action.detail };
+}
+
 async function update(
   d: ExecDeps,
   action: Extract<Action, { kind: "update" }>,
@@ -195,7 +271,7 @@ async function update(
   const id = action.invoiceId;
   if (action.adopt) {
     const l = action.replaces
-      ? await replaceLink(d, action, action.replaces, id)
+      ? await replaceLink(d, action, action.replaces, id, "adopted successor")
       : await link(d, action, id, `adopted by ${action.adopt.via}`);
     if (!linkOk(l)) {
       return {
@@ -207,19 +283,32 @@ async function update(
     }
   }
   let last: Stripe.Invoice | null = null;
+  let replayed = false;
   if (action.fields) {
     const params = updateParams(action.fields);
-    await intent(d, "update_invoice", id, params as Record<string, unknown>);
-    last = await d.caller.call(
-      "POST /v1/invoices/:id",
-      (s, o) => s.invoices.update(id, params, o),
-    );
+    const key = writeKey(action.keyBase, "update", {
+      invoice: id,
+      params,
+      before: action.fieldsBefore,
+    });
+    await intent(d, "update_invoice", id, params as Record<string, unknown>, key);
+    last = await send(d, "POST /v1/invoices/:id", (s, o) => s.invoices.update(id, params, o), key);
+    replayed ||= wasReplayed(last);
   }
   if (action.lines) {
-    last = await replaceLines(d, id, action.lines.remove, action.lines.add) ?? last;
+    const r = await replaceLines(d, action.keyBase, id, action.lines.remove, action.lines.add);
+    last = r.invoice ?? last;
+    replayed ||= r.replayed;
   }
   if (last) await recordInvoiceState(d.sql, last, d.now());
-  verify(id, action.expectedTotal, last?.total ?? action.currentTotal);
+  const wanted = action.lines?.add ?? null;
+  await verify(
+    d,
+    id,
+    { total: action.expectedTotal, lines: wanted ?? [] },
+    replayed ? null : last ?? { total: action.currentTotal },
+    replayed && wanted !== null,
+  );
   const wrote = action.fields !== null || action.lines !== null;
   const what = [action.fields ? "fields" : "", action.lines ? "lines" : ""].filter(Boolean);
   return {
@@ -237,15 +326,22 @@ async function create(
   const old = action.replaces;
   if (old && old.how !== "none") {
     const step = old.how === "void" ? "void_invoice" : "delete_invoice";
-    await intent(d, step, old.invoiceId, { reason: "replace" });
+    await intent(d, step, old.invoiceId, { reason: "replace", why: old.why });
     if (old.how === "void") {
-      const v = await d.caller.call(
+      const key = writeKey(action.keyBase, "void", { invoice: old.invoiceId });
+      const v = await send(
+        d,
         "POST /v1/invoices/:id/void",
         (s, o) => s.invoices.voidInvoice(old.invoiceId, {}, o),
+        key,
       );
       await recordInvoiceState(d.sql, v, d.now());
     } else {
-      await d.caller.call("DELETE /v1/invoices/:id", (s) => s.invoices.del(old.invoiceId));
+      try {
+        await send(d, "DELETE /v1/invoices/:id", (s) => s.invoices.del(old.invoiceId));
+      } catch (err) {
+        if (!isStripeNotFound(err)) throw err;
+      }
       await recordInvoiceState(d.sql, { id: old.invoiceId, deleted: true }, d.now());
     }
   }
@@ -259,10 +355,11 @@ async function create(
   );
   let inv: Stripe.Invoice;
   try {
-    inv = await d.caller.call(
+    inv = await send(
+      d,
       "POST /v1/invoices",
       (s, o) => s.invoices.create(params, o),
-      { idempotencyKey: action.idempotencyKey },
+      action.idempotencyKey,
     );
   } catch (err) {
     if (
@@ -279,31 +376,62 @@ async function create(
     }
     throw err;
   }
+  const id = inv.id!;
   // Store the ID before anything else, so a crash from here on is recovered by ID.
-  const l = old
-    ? await replaceLink(d, action, old.invoiceId, inv.id!)
-    : await link(d, action, inv.id!, "created");
+  const l = old ? await replaceLink(d, action, old.invoiceId, id, old.why) : await link(
+    d,
+    action,
+    id,
+    "created",
+  );
   if (!linkOk(l)) {
     // Someone else linked another invoice meanwhile: ours must not live on as a second one.
-    await intent(d, "delete_invoice", inv.id!, { reason: "orphan" });
-    await d.caller.call("DELETE /v1/invoices/:id", (s) => s.invoices.del(inv.id!));
-    await recordInvoiceState(d.sql, { id: inv.id!, deleted: true }, d.now());
+    await intent(d, "delete_invoice", id, { reason: "orphan" });
+    await send(d, "DELETE /v1/invoices/:id", (s) => s.invoices.del(id));
+    await recordInvoiceState(d.sql, { id, deleted: true }, d.now());
     return {
       outcome: "warned",
       invoiceId: l.stored_id,
-      detail: `created ${inv.id} but could not link it (${l.detail}); deleted it`,
+      detail: `created ${id} but could not link it (${l.detail}); deleted it`,
       reason: "conflict",
     };
   }
-  const last = await replaceLines(d, inv.id!, [], action.lines) ?? inv;
+  // A replayed create means an earlier attempt made this invoice and may have added lines:
+  // read them, and replace whatever is there.
+  let remove: string[] = [];
+  let createdReplayed = false;
+  if (wasReplayed(inv)) {
+    createdReplayed = true;
+    const fresh = await retrieveInvoice({ sql: d.sql, caller: d.caller, now: d.now }, id);
+    const lines = fresh?.snapshot.lines ?? [];
+    if (fresh && linesMatch(lines, action.lines)) {
+      await verify(
+        d,
+        id,
+        { total: action.expectedTotal, lines: action.lines },
+        fresh.invoice,
+        false,
+      );
+      return { outcome: old ? "replaced" : "created", invoiceId: id, detail: `created ${id}` };
+    }
+    remove = lines.map((x) => x.id);
+  }
+  const r = await replaceLines(d, action.keyBase, id, remove, action.lines);
+  const last = r.invoice ?? inv;
   await recordInvoiceState(d.sql, last, d.now());
-  verify(inv.id!, action.expectedTotal, last.total);
+  await verify(
+    d,
+    id,
+    { total: action.expectedTotal, lines: action.lines },
+    r.replayed || (createdReplayed && !r.invoice) ? null : last,
+    r.replayed,
+  );
+  const n = action.lines.length;
+  const lines = `${n} line${n === 1 ? "" : "s"}`;
   return {
     outcome: old ? "replaced" : "created",
-    invoiceId: inv.id!,
-    detail: old
-      ? `replaced ${old.invoiceId} with ${inv.id} (${action.lines.length} lines)`
-      : `created ${inv.id} with ${action.lines.length} lines`,
+    invoiceId: id,
+    detail: old ? `replaced ${old.invoiceId} with ${id} (${lines})` : `created ${id} with ${lines}`,
   };
 }
 
@@ -314,6 +442,8 @@ export function execute(d: ExecDeps, action: Action): Promise<ExecResult> {
       return create(d, action);
     case "update":
       return update(d, action);
+    case "discard":
+      return discard(d, action);
     case "skip":
     case "warn":
       return settleWithoutWrites(d, action);

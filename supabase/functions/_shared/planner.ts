@@ -1,481 +1,156 @@
 /**
- * The publish planner: pure. From one bill and what is known of Stripe it decides create, update,
- * skip, warn or refuse, with a reason (DESIGN §2.4, upstream §3.3). No I/O, no clock, no random:
- * time and run ID are inputs, so the same inputs always give the same plan. Dry-run is this
- * module's output, shown; the executor performs it.
+ * The publish planner: pure. From one bill and what is known of Stripe it decides create,
+ * update, discard, skip, warn or refuse, with a reason (the state table in docs). No I/O, no
+ * clock, no random: time, run and installation are inputs, so the same inputs give the same plan.
+ * Dry-run is this module's output, shown; the executor performs it.
  */
 import {
-  BILL_ID_KEY,
-  billRef,
-  CREATED_BY_AUTOMATION_KEY,
-  INVOICE_TYPE_KEY,
-  PERIOD_END_KEY,
-  PERIOD_START_KEY,
-  TENANT_NAME_KEY,
-} from "./metadata.ts";
+  billIdOf,
+  fieldChanges,
+  invoiceSpecFor,
+  linesFor,
+  linesMatch,
+  MINIMUM_CHARGE_CENTS,
+} from "./bill_invoice.ts";
+import { billKeyBase, writeKey } from "./idempotency.ts";
+import { matchInvoice } from "./matching.ts";
+import { expectedInvoiceTotal } from "./money.ts";
+import type {
+  Action,
+  Adoption,
+  Bill,
+  BillKey,
+  Classification,
+  InvoiceSnapshot,
+  LineSpec,
+  PlanContext,
+  SkipReason,
+  StripeKnowledge,
+  WarnReason,
+} from "./plan_types.ts";
 
-/** Stripe's minimum chargeable amount, in cents. */
-export const MINIMUM_CHARGE_CENTS = 50;
-/** Days until a send_invoice invoice is due (upstream: now + 30 days). */
-export const DUE_DAYS = 30;
+export * from "./plan_types.ts";
+export {
+  billIdOf,
+  DUE_DAYS,
+  fieldChanges,
+  humanDate,
+  invoiceSpecFor,
+  linesFor,
+  linesMatch,
+  MINIMUM_CHARGE_CENTS,
+  noonUtc,
+} from "./bill_invoice.ts";
+export { type Match, matchInvoice } from "./matching.ts";
 
-export type CollectionMethod = "charge_automatically" | "send_invoice";
-export type InvoiceStatus = "draft" | "open" | "paid" | "uncollectible" | "void";
-
-/** One line of a bill (amounts in cents; count may be fractional in legacy reports). */
-export interface BillLine {
-  description: string | null;
-  count: number;
-  rate: number;
-  subtotal: number;
-}
-
-/** A bill as selected for a month. `preview` rows are refused, never published. */
-export interface Bill {
-  kind: "final" | "manual" | "preview";
-  id: number;
-  tenant: string;
-  /** YYYY-MM-DD, inclusive. */
-  dateStart: string;
-  dateEnd: string;
-  lineItems: BillLine[];
-  subtotal: number;
-  /** The usage report (final bills): processed_data_gb and friends. */
-  extra: { processed_data_gb?: number | null } | null;
-  storedInvoiceId: string | null;
-  tenantTrialStart: string | null;
-  paymentProvider: "stripe" | "external" | null;
-  /** Audited releases and replacements of this bill's invoice so far. */
-  generation: number;
-  /** Invoices this bill has released or replaced: never adopted again. */
-  releasedInvoiceIds: string[];
-}
-
-/** A line of a Stripe invoice, as much as the planner compares. */
-export interface LineSnapshot {
-  id: string;
-  description: string | null;
-  amount: number;
-  quantity: number | null;
-  periodStart: number;
-  periodEnd: number;
-}
-
-/** A Stripe invoice, as much as the planner needs. */
-export interface InvoiceSnapshot {
-  id: string;
-  status: InvoiceStatus | null;
-  customer: string | null;
-  created: number;
-  collectionMethod: CollectionMethod;
-  dueDate: number | null;
-  description: string | null;
-  customFields: { name: string; value: string }[];
-  metadata: Record<string, string>;
-  total: number;
-  /** Every line (all pages) for drafts; null when not read. */
-  lines: LineSnapshot[] | null;
-}
-
-/** What identity resolution learned about the bill's invoice. */
-export type InvoiceKnowledge =
-  /** The stored ID was retrieved; null means Stripe answered 404 (deleted). */
-  | { via: "stored"; invoice: InvoiceSnapshot | null; listed?: ListedInvoices }
-  /** No stored ID: the customer's invoices, every page. */
-  | { via: "listed"; listed: ListedInvoices }
-  /** No customer yet (a dry run would create one, or it was just created): nothing to find. */
-  | { via: "none" };
-
-export interface ListedInvoices {
-  invoices: InvoiceSnapshot[];
-  /** Invoice ID → the bill (`kind:id`) it is already linked to, for listed invoices. */
-  linkedTo: Record<string, string>;
-}
-
-/** Everything phase 2 needs to know from Stripe and from earlier runs. */
-export interface StripeKnowledge {
-  customerId: string | null;
-  customerSource: "stored" | "adopted" | "created" | "would_create";
-  customerDeleted: boolean;
-  /** Only asked for when the no-data-moved rule needs it; null = unknown (treated as none). */
-  hasDefaultPaymentMethod: boolean | null;
-  invoice: InvoiceKnowledge;
-  /** Params of an earlier create intent under the same idempotency key (replayed verbatim). */
-  priorCreate: { idempotencyKey: string; dueDate: number | null } | null;
-  /** An earlier attempt recorded voiding/deleting this invoice to replace it (recreate_existing). */
-  replacementStartedFor: string | null;
-  /** Invoices this run already created for the bill: never replaced again by the same run. */
-  createdThisRun: string[];
-}
-
-/** Run-wide inputs. */
-export interface PlanContext {
-  runId: string;
-  /** Used only for due dates. */
-  now: Date;
-  recreateExisting: boolean;
-  usageCollectionMethod: CollectionMethod;
-}
-
-/** The invoice fields this system writes. */
-export interface InvoiceSpec {
-  collectionMethod: CollectionMethod;
-  /** Unix seconds; send_invoice only. */
-  dueDate: number | null;
-  description: string;
-  customFields: { name: string; value: string }[];
-  metadata: Record<string, string>;
-}
-
-/** One invoice line: positive rates carry quantity × unit price, credits a signed amount. */
-export interface LineSpec {
-  description: string;
-  quantity: number;
-  unitAmount: number;
-  amount: number;
-  periodStart: number;
-  periodEnd: number;
-}
-
-export type SkipReason =
-  | "free_tier"
-  | "trial_starts_after_period"
-  | "under_minimum"
-  | "no_data_moved_no_payment_method"
-  | "already_processed";
-
-export type WarnReason =
-  | "voided"
-  | "deleted"
-  | "customer_deleted"
-  | "conflict"
-  | "possible_legacy_match";
-
-export interface BillKey {
-  kind: "final" | "manual" | "preview";
-  id: number;
-  tenant: string;
-}
-
-/** How an existing invoice was found without a stored ID. */
-export interface Adoption {
-  invoiceId: string;
-  via: "bill_id" | "upstream_key";
-}
-
-export type Action =
-  | {
-    kind: "create";
-    bill: BillKey;
-    reason: "no_invoice" | "replace";
-    customerId: string | null;
-    idempotencyKey: string;
-    invoice: InvoiceSpec;
-    lines: LineSpec[];
-    expectedTotal: number;
-    roundingDiff: number;
-    /** recreate_existing: the invoice this one replaces, and what to do to it first. */
-    replaces?: { invoiceId: string; how: "void" | "delete" | "none" };
-  }
-  | {
-    kind: "update";
-    bill: BillKey;
-    reason: "draft" | "adopted_draft";
-    invoiceId: string;
-    adopt?: Adoption;
-    /** Fields to write; null when they already match. */
-    fields: Partial<InvoiceSpec> | null;
-    /** Replace every line: remove these, add those. Null when the lines already match. */
-    lines: { remove: string[]; add: LineSpec[] } | null;
-    /** The draft's total as read (checked when nothing is written). */
-    currentTotal: number;
-    expectedTotal: number;
-    roundingDiff: number;
-    /** recreate_existing resumed: the adopted invoice replaces this one (audited swap). */
-    replaces?: string;
-  }
-  | {
-    kind: "skip";
-    bill: BillKey;
-    reason: SkipReason;
-    detail: string;
-    invoiceId?: string;
-    adopt?: Adoption;
-  }
-  | {
-    kind: "warn";
-    bill: BillKey;
-    reason: WarnReason;
-    detail: string;
-    invoiceId?: string;
-    adopt?: Adoption;
-  }
-  | { kind: "refuse"; bill: BillKey; reason: "preview" | "missing_report"; detail: string };
-
-/** Phase 1 result: settled without Stripe, or what to ask Stripe. */
-export type Classification =
-  | { kind: "settled"; action: Action }
-  | { kind: "needs_stripe"; needsPaymentMethod: boolean };
-
-const MONTHS = [
-  "January",
-  "February",
-  "March",
-  "April",
-  "May",
-  "June",
-  "July",
-  "August",
-  "September",
-  "October",
-  "November",
-  "December",
-];
-
-/** Upstream's human date (`%B %d %Y`, e.g. "April 01 2026"). */
-export function humanDate(isoDate: string): string {
-  const [y, m, d] = isoDate.split("-");
-  return `${MONTHS[Number(m) - 1]} ${d} ${y}`;
-}
-
-/** A date at 12:00 UTC as Unix seconds: earlier times render as the previous day in Stripe. */
-export function noonUtc(isoDate: string): number {
-  return Date.parse(`${isoDate}T12:00:00Z`) / 1000;
-}
+/** A create intent older than this has left Stripe's 24 h key window (with an hour to spare). */
+export const CREATE_KEY_WINDOW_MS = 23 * 3_600_000;
 
 function key(bill: Bill): BillKey {
   return { kind: bill.kind, id: bill.id, tenant: bill.tenant };
 }
 
-/** The bill's stable identity as written to invoice metadata. */
-export function billIdOf(bill: Bill): string {
-  return billRef(bill.kind === "manual" ? "manual" : "final", bill.id);
+/** The prefix of every key of this bill's writes at a generation. */
+export function keyBaseFor(bill: Bill, ctx: PlanContext, k: StripeKnowledge, generation: number) {
+  return billKeyBase(ctx.installation, billIdOf(bill), generation, k.keySalt);
 }
 
-/**
- * The create key: the bill and its generation (bumped only by an audited release/replace), never
- * the run, so a rerun after a crash replays the same key within Stripe's 24 h window.
- */
-export function createIdempotencyKey(bill: Bill, generation = bill.generation): string {
-  return `flow-invoice-create:${billIdOf(bill)}:g${generation}`;
-}
-
-/** Phase 1 (no Stripe): preview refusal, free tier, trial, minimum (upstream order). */
-export function classify(bill: Bill): Classification {
-  const settled = (action: Action): Classification => ({ kind: "settled", action });
-  if (bill.kind === "preview") {
-    return settled({
-      kind: "refuse",
-      bill: key(bill),
-      reason: "preview",
-      detail: "preview bills are never published to Stripe",
-    });
-  }
-  if (bill.kind === "final") {
-    if (bill.extra === null) {
-      return settled({
-        kind: "refuse",
-        bill: key(bill),
-        reason: "missing_report",
-        detail: "a final bill must carry its usage report",
-      });
-    }
-    if (bill.tenantTrialStart === null) {
-      return settled(skip(bill, "free_tier", "tenant is on the free tier"));
-    }
-    if (bill.dateEnd < bill.tenantTrialStart) {
-      return settled(
-        skip(
-          bill,
-          "trial_starts_after_period",
-          `period ends before the trial starts (${bill.tenantTrialStart})`,
-        ),
-      );
-    }
-  }
-  if (bill.subtotal < MINIMUM_CHARGE_CENTS) {
-    return settled(
-      skip(bill, "under_minimum", `subtotal ${bill.subtotal}¢ is under Stripe's 50¢ minimum`),
-    );
-  }
-  const needsPaymentMethod = bill.kind === "final" &&
-    Number(bill.extra?.processed_data_gb ?? 0) === 0;
-  return { kind: "needs_stripe", needsPaymentMethod };
-}
-
-function skip(bill: Bill, reason: SkipReason, detail: string, invoiceId?: string): Action {
-  return { kind: "skip", bill: key(bill), reason, detail, ...(invoiceId ? { invoiceId } : {}) };
+function skip(bill: Bill, reason: SkipReason, detail: string, invoiceId?: string) {
+  return {
+    kind: "skip" as const,
+    bill: key(bill),
+    reason,
+    detail,
+    ...(invoiceId ? { invoiceId } : {}),
+  };
 }
 
 function warn(bill: Bill, reason: WarnReason, detail: string, invoiceId?: string): Action {
   return { kind: "warn", bill: key(bill), reason, detail, ...(invoiceId ? { invoiceId } : {}) };
 }
 
-/** The lines a bill becomes, and how far rounding counts up moved the total. */
-export function linesFor(bill: Bill): { lines: LineSpec[]; roundingDiff: number } {
-  const periodStart = noonUtc(bill.dateStart);
-  const periodEnd = noonUtc(bill.dateEnd);
-  let diff = 0;
-  const lines = bill.lineItems.map((item) => {
-    const quantity = Math.ceil(item.count);
-    diff += (quantity - item.count) * item.rate;
-    return {
-      description: item.description ?? "",
-      quantity,
-      unitAmount: item.rate,
-      amount: quantity * item.rate,
-      periodStart,
-      periodEnd,
-    };
+/**
+ * Phase 1 (no Stripe): preview and malformed bills are refused; free tier, trial and minimum
+ * (upstream order) make a bill skippable, settled at once unless an invoice is stored (which may
+ * be a stale draft to discard).
+ */
+export function classify(bill: Bill): Classification {
+  const refuse = (reason: "preview" | "missing_report" | "inconsistent_bill", detail: string) => ({
+    kind: "settled" as const,
+    action: { kind: "refuse" as const, bill: key(bill), reason, detail },
   });
-  return { lines, roundingDiff: Math.round(diff) };
-}
-
-/** Invoice fields for a bill: upstream's description, custom fields and metadata. */
-export function invoiceSpecFor(
-  bill: Bill,
-  ctx: PlanContext,
-  dueDateOverride: number | null = null,
-): InvoiceSpec {
-  const start = humanDate(bill.dateStart);
-  const end = humanDate(bill.dateEnd);
-  const collectionMethod: CollectionMethod = bill.kind === "manual"
-    ? "send_invoice"
-    : ctx.usageCollectionMethod;
-  const dueDate = collectionMethod === "send_invoice"
-    ? dueDateOverride ?? Math.floor(ctx.now.getTime() / 1000) + DUE_DAYS * 86_400
-    : null;
-  return {
-    collectionMethod,
-    dueDate,
-    description:
-      `Your Flow bill for the billing period between ${start} - ${end}. Tenant: ${bill.tenant}`,
-    customFields: [
-      { name: "Billing Period Start", value: start },
-      { name: "Billing Period End", value: end },
-    ],
-    metadata: {
-      [TENANT_NAME_KEY]: bill.tenant,
-      [INVOICE_TYPE_KEY]: bill.kind,
-      [PERIOD_START_KEY]: bill.dateStart,
-      [PERIOD_END_KEY]: bill.dateEnd,
-      [BILL_ID_KEY]: billIdOf(bill),
-      [CREATED_BY_AUTOMATION_KEY]: "true",
-    },
-  };
-}
-
-/** How a line is compared: what Stripe shows for it. Credits are amount-only lines (quantity 1). */
-function lineSignature(l: {
-  description: string | null;
-  amount: number;
-  quantity: number | null;
-  periodStart: number;
-  periodEnd: number;
-}): string {
-  return JSON.stringify([l.description ?? "", l.amount, l.quantity, l.periodStart, l.periodEnd]);
-}
-
-/** The quantity Stripe will show for a line spec. */
-export function stripeQuantity(line: LineSpec): number {
-  return line.unitAmount >= 0 ? line.quantity : 1;
-}
-
-/** True when the invoice's lines are exactly the wanted lines (order ignored). */
-export function linesMatch(existing: LineSnapshot[], wanted: LineSpec[]): boolean {
-  if (existing.length !== wanted.length) return false;
-  const a = existing.map(lineSignature).sort();
-  const b = wanted.map((l) => lineSignature({ ...l, quantity: stripeQuantity(l) })).sort();
-  return a.every((s, i) => s === b[i]);
-}
-
-function sameCustomFields(
-  a: { name: string; value: string }[],
-  b: { name: string; value: string }[],
-): boolean {
-  return a.length === b.length && a.every((f, i) => f.name === b[i].name && f.value === b[i].value);
-}
-
-/** The invoice fields that differ from what the bill wants (null when none). */
-export function fieldChanges(inv: InvoiceSnapshot, spec: InvoiceSpec): Partial<InvoiceSpec> | null {
-  const changes: Partial<InvoiceSpec> = {};
-  if (inv.collectionMethod !== spec.collectionMethod) {
-    changes.collectionMethod = spec.collectionMethod;
-    changes.dueDate = spec.dueDate;
-  } else if (spec.collectionMethod === "send_invoice" && inv.dueDate === null) {
-    changes.dueDate = spec.dueDate;
+  if (bill.kind === "preview") return refuse("preview", "preview bills are never published");
+  if (bill.kind === "final" && bill.extra === null) {
+    return refuse("missing_report", "a final bill must carry its usage report");
   }
-  if (inv.description !== spec.description) changes.description = spec.description;
-  if (!sameCustomFields(inv.customFields, spec.customFields)) {
-    changes.customFields = spec.customFields;
+  const lines = linesFor(bill);
+  if ("error" in lines) return refuse("inconsistent_bill", `bill is inconsistent: ${lines.error}`);
+  let s: ReturnType<typeof skip> | null = null;
+  if (bill.kind === "final" && bill.tenantTrialStart === null) {
+    s = skip(bill, "free_tier", "tenant is on the free tier");
+  } else if (
+    bill.kind === "final" && bill.tenantTrialStart !== null && bill.dateEnd < bill.tenantTrialStart
+  ) {
+    s = skip(
+      bill,
+      "trial_starts_after_period",
+      `period ends before the trial starts (${bill.tenantTrialStart})`,
+    );
+  } else if (bill.subtotal < MINIMUM_CHARGE_CENTS) {
+    s = skip(bill, "under_minimum", `subtotal ${bill.subtotal}¢ is under Stripe's 50¢ minimum`);
   }
-  const metadataDiffers = Object.entries(spec.metadata).some(([k, v]) => inv.metadata[k] !== v);
-  if (metadataDiffers) changes.metadata = spec.metadata;
-  return Object.keys(changes).length > 0 ? changes : null;
+  if (s) return bill.storedInvoiceId ? { kind: "check_stored", skip: s } : settled(s);
+  const needsPaymentMethod = bill.kind === "final" &&
+    Number(bill.extra?.processed_data_gb ?? 0) === 0;
+  return { kind: "needs_stripe", needsPaymentMethod };
 }
 
-function hasUpstreamKeys(inv: InvoiceSnapshot): boolean {
-  return [TENANT_NAME_KEY, INVOICE_TYPE_KEY, PERIOD_START_KEY, PERIOD_END_KEY].every((k) =>
-    typeof inv.metadata[k] === "string"
-  );
-}
-
-/** Result of matching a bill against its customer's invoices. */
-export type Match =
-  | { kind: "found"; invoice: InvoiceSnapshot; via: "bill_id" | "upstream_key" }
-  | { kind: "ambiguous"; invoices: InvoiceSnapshot[]; via: "bill_id" | "upstream_key" }
-  | { kind: "legacy_overlap"; invoices: InvoiceSnapshot[] }
-  | { kind: "none" };
-
-/** Several hits: the one live (not void) invoice wins; otherwise it is ambiguous. */
-function pick(hits: InvoiceSnapshot[], via: "bill_id" | "upstream_key"): Match | null {
-  if (hits.length === 0) return null;
-  if (hits.length === 1) return { kind: "found", invoice: hits[0], via };
-  const live = hits.filter((i) => i.status !== "void");
-  if (live.length === 1) return { kind: "found", invoice: live[0], via };
-  return { kind: "ambiguous", invoices: live.length > 0 ? live : hits, via };
+function settled(action: Action): Classification {
+  return { kind: "settled", action };
 }
 
 /**
- * Finds the bill's invoice among its customer's: `estuary.dev/bill_id` first, else upstream's
- * type + period key on an invoice without a bill ID that no other bill holds. Failing both, an
- * unlinked automation invoice of the same type with an overlapping period is a possible legacy
- * match (its bill's dates were edited before IDs were stored).
+ * A bill that needs no invoice, seen with its stored one: a draft is discarded (deleted and its
+ * ID released, so nothing can finalize it); a finalized one is reported; a void or deleted one
+ * leaves the skip as it is. `deletedByUs` says an earlier attempt already deleted the draft.
  */
-export function matchInvoice(
+export function settleSkip(
   bill: Bill,
-  listed: ListedInvoices,
-  exclude: readonly string[] = [],
-): Match {
-  const ref = billIdOf(bill);
-  const candidates = listed.invoices
-    .filter((i) => !bill.releasedInvoiceIds.includes(i.id) && !exclude.includes(i.id))
-    .sort((a, b) => b.created - a.created || a.id.localeCompare(b.id));
-  const byBillId = pick(candidates.filter((i) => i.metadata[BILL_ID_KEY] === ref), "bill_id");
-  if (byBillId) return byBillId;
-  const free = candidates.filter((i) =>
-    i.metadata[BILL_ID_KEY] === undefined && hasUpstreamKeys(i) &&
-    i.metadata[INVOICE_TYPE_KEY] === bill.kind &&
-    (listed.linkedTo[i.id] === undefined || listed.linkedTo[i.id] === ref)
-  );
-  const byKey = pick(
-    free.filter((i) =>
-      i.metadata[PERIOD_START_KEY] === bill.dateStart && i.metadata[PERIOD_END_KEY] === bill.dateEnd
-    ),
-    "upstream_key",
-  );
-  if (byKey) return byKey;
-  const overlapping = free.filter((i) =>
-    i.status !== "void" && listed.linkedTo[i.id] === undefined &&
-    i.metadata[PERIOD_START_KEY] <= bill.dateEnd && i.metadata[PERIOD_END_KEY] >= bill.dateStart
-  );
-  if (overlapping.length > 0) return { kind: "legacy_overlap", invoices: overlapping };
-  return { kind: "none" };
+  s: Extract<Action, { kind: "skip" }>,
+  stored: InvoiceSnapshot | null,
+  deletedByUs: boolean,
+): Action {
+  const id = bill.storedInvoiceId!;
+  if (stored === null) {
+    return deletedByUs
+      ? { ...s, kind: "discard", invoiceId: id, alreadyDeleted: true }
+      : { ...s, detail: `${s.detail}; its invoice ${id} was deleted in Stripe` };
+  }
+  switch (stored.status) {
+    case "draft":
+      return {
+        ...s,
+        kind: "discard",
+        invoiceId: id,
+        alreadyDeleted: false,
+        detail: `${s.detail}: deletes its stale draft ${id}`,
+      };
+    case "void":
+      return { ...s, detail: `${s.detail}; its invoice ${id} is void`, invoiceId: id };
+    default:
+      return warn(
+        bill,
+        "invoice_differs",
+        `invoice ${id} is ${stored.status} for ${stored.total}¢ but the bill needs none now (${s.reason}: ${s.detail})`,
+        id,
+      );
+  }
 }
 
-function totals(bill: Bill): { lines: LineSpec[]; roundingDiff: number; expectedTotal: number } {
-  const { lines, roundingDiff } = linesFor(bill);
-  return { lines, roundingDiff, expectedTotal: bill.subtotal + roundingDiff };
+function wantedLines(bill: Bill): LineSpec[] {
+  const l = linesFor(bill);
+  if ("error" in l) throw new Error(`bill ${billIdOf(bill)} is inconsistent: ${l.error}`);
+  return l.lines;
 }
 
 function createAction(
@@ -483,22 +158,29 @@ function createAction(
   k: StripeKnowledge,
   ctx: PlanContext,
   reason: "no_invoice" | "replace",
-  replaces?: { invoiceId: string; how: "void" | "delete" | "none" },
+  replaces?: { invoiceId: string; how: "void" | "delete" | "none"; why: string },
 ): Action {
   const generation = reason === "replace" ? bill.generation + 1 : bill.generation;
-  const idempotencyKey = createIdempotencyKey(bill, generation);
-  const prior = k.priorCreate?.idempotencyKey === idempotencyKey ? k.priorCreate.dueDate : null;
-  const t = totals(bill);
+  const keyBase = keyBaseFor(bill, ctx, k, generation);
+  // Reuse an earlier create's due date only while Stripe still holds its key: then the replay
+  // sends the same body. Past the window the key is gone and the customer's list finds the
+  // invoice by bill ID; a stale due date would be in the past, which Stripe refuses.
+  const prior = k.priorCreate &&
+      k.priorCreate.idempotencyKey.startsWith(`${keyBase}:create:`) &&
+      ctx.now.getTime() - k.priorCreate.at < CREATE_KEY_WINDOW_MS
+    ? k.priorCreate.dueDate
+    : null;
+  const invoice = invoiceSpecFor(bill, ctx, prior);
   return {
     kind: "create",
     bill: key(bill),
     reason,
     customerId: k.customerId,
-    idempotencyKey,
-    invoice: invoiceSpecFor(bill, ctx, prior),
-    lines: t.lines,
-    expectedTotal: t.expectedTotal,
-    roundingDiff: t.roundingDiff,
+    idempotencyKey: writeKey(keyBase, "create", { customer: k.customerId, invoice }),
+    keyBase,
+    invoice,
+    lines: wantedLines(bill),
+    expectedTotal: expectedInvoiceTotal(bill),
     ...(replaces ? { replaces } : {}),
   };
 }
@@ -507,28 +189,30 @@ function createAction(
 function updateDraft(
   bill: Bill,
   inv: InvoiceSnapshot,
+  k: StripeKnowledge,
   ctx: PlanContext,
   adopt?: Adoption,
 ): Extract<Action, { kind: "update" }> {
   if (inv.lines === null) throw new Error(`lines of draft ${inv.id} must be read before planning`);
-  const t = totals(bill);
+  const lines = wantedLines(bill);
+  const f = fieldChanges(inv, invoiceSpecFor(bill, ctx));
   return {
     kind: "update",
     bill: key(bill),
     reason: adopt ? "adopted_draft" : "draft",
     invoiceId: inv.id,
-    fields: fieldChanges(inv, invoiceSpecFor(bill, ctx)),
-    lines: linesMatch(inv.lines, t.lines)
-      ? null
-      : { remove: inv.lines.map((l) => l.id), add: t.lines },
+    keyBase: keyBaseFor(bill, ctx, k, bill.generation),
+    ...(adopt ? { adopt } : {}),
+    fields: f?.changes ?? null,
+    fieldsBefore: f?.before ?? null,
+    lines: linesMatch(inv.lines, lines) ? null : { remove: inv.lines.map((l) => l.id), add: lines },
     currentTotal: inv.total,
-    expectedTotal: t.expectedTotal,
-    roundingDiff: t.roundingDiff,
+    expectedTotal: expectedInvoiceTotal(bill),
   };
 }
 
 /**
- * recreate_existing: void (open) or delete (draft) the old invoice, then create its successor.
+ * Replaces the bill's invoice: void (open) or delete (draft) it, then create its successor.
  * When an earlier attempt already created the successor (found by bill ID in the customer's
  * list), it is adopted instead of creating another.
  */
@@ -538,22 +222,23 @@ function replacement(
   k: StripeKnowledge,
   ctx: PlanContext,
   how: "void" | "delete" | "none",
+  why: string,
 ): Action {
   const oldId = old?.id ?? bill.storedInvoiceId!;
   const listed = k.invoice.via === "stored" ? k.invoice.listed : undefined;
   if (how === "none" && listed) {
-    const m = matchInvoice(bill, listed, [oldId]);
+    const m = matchInvoice(bill, listed, [oldId], ctx.installation);
     if (m.kind === "found" && m.via === "bill_id" && m.invoice.status === "draft") {
       return {
-        ...updateDraft(bill, m.invoice, ctx, { invoiceId: m.invoice.id, via: "bill_id" }),
+        ...updateDraft(bill, m.invoice, k, ctx, { invoiceId: m.invoice.id, via: "bill_id" }),
         replaces: oldId,
       };
     }
   }
-  return createAction(bill, k, ctx, "replace", { invoiceId: oldId, how });
+  return createAction(bill, k, ctx, "replace", { invoiceId: oldId, how, why });
 }
 
-/** The state table (DESIGN §2.4) for an invoice that is the bill's (stored or just adopted). */
+/** The state table for an invoice that is the bill's (stored or just adopted). */
 function forInvoice(
   bill: Bill,
   inv: InvoiceSnapshot,
@@ -564,21 +249,52 @@ function forInvoice(
   const withAdopt = <A extends Action>(a: A): A => (adopt ? { ...a, adopt } : a);
   const replaceable = ctx.recreateExisting && bill.kind === "final" &&
     !k.createdThisRun.includes(inv.id);
+  const expected = expectedInvoiceTotal(bill);
+  const wrongCustomer = k.customerId !== null && inv.customer !== k.customerId;
   switch (inv.status) {
     case "draft":
-      if (replaceable) return replacement(bill, inv, k, ctx, "delete");
-      return withAdopt(updateDraft(bill, inv, ctx, adopt));
+      // A draft on another customer (the bill moved tenant, the customer was replaced) is never
+      // rewritten in place: it is replaced by one for the tenant's customer.
+      if (wrongCustomer) {
+        return replacement(
+          bill,
+          inv,
+          k,
+          ctx,
+          "delete",
+          `draft is on customer ${inv.customer}, the tenant's is ${k.customerId}`,
+        );
+      }
+      if (replaceable) return replacement(bill, inv, k, ctx, "delete", "recreate_existing");
+      return withAdopt(updateDraft(bill, inv, k, ctx, adopt));
     case "open":
-      if (replaceable) return replacement(bill, inv, k, ctx, "void");
-      return withAdopt(skip(bill, "already_processed", `invoice ${inv.id} is open`, inv.id));
     case "paid":
     case "uncollectible":
+      if (inv.status === "open" && replaceable && !wrongCustomer) {
+        return replacement(bill, inv, k, ctx, "void", "recreate_existing");
+      }
+      if (wrongCustomer) {
+        return withAdopt(warn(
+          bill,
+          "customer_mismatch",
+          `invoice ${inv.id} is ${inv.status} on customer ${inv.customer}, but ${bill.tenant}'s customer is ${k.customerId}`,
+          inv.id,
+        ));
+      }
+      if (inv.total !== expected) {
+        return withAdopt(warn(
+          bill,
+          "invoice_differs",
+          `invoice ${inv.id} is ${inv.status} for ${inv.total}¢ but the bill is ${expected}¢`,
+          inv.id,
+        ));
+      }
       return withAdopt(
         skip(bill, "already_processed", `invoice ${inv.id} is ${inv.status}`, inv.id),
       );
     case "void":
       if (replaceable && k.replacementStartedFor === inv.id) {
-        return replacement(bill, inv, k, ctx, "none");
+        return replacement(bill, inv, k, ctx, "none", "recreate_existing");
       }
       return withAdopt(
         warn(
@@ -599,30 +315,35 @@ function forInvoice(
 export function decide(bill: Bill, k: StripeKnowledge, ctx: PlanContext): Action {
   const c = classify(bill);
   if (c.kind === "settled") return c.action;
+  const stored = k.invoice.via === "stored" ? k.invoice.invoice : undefined;
+  const deletedByUs = k.replacementStartedFor !== null &&
+    k.replacementStartedFor === bill.storedInvoiceId;
+  if (c.kind === "check_stored") {
+    return settleSkip(bill, c.skip, stored ?? null, deletedByUs);
+  }
   if (c.needsPaymentMethod && k.hasDefaultPaymentMethod !== true) {
-    return skip(
+    const s = skip(
       bill,
       "no_data_moved_no_payment_method",
       "no data moved this period and the customer has no default payment method",
     );
+    return bill.storedInvoiceId && stored !== undefined
+      ? settleSkip(bill, s, stored, deletedByUs)
+      : s;
   }
   if (k.customerDeleted) {
     return warn(
       bill,
       "customer_deleted",
       `customer ${k.customerId} of ${bill.tenant} was deleted in Stripe`,
+      bill.storedInvoiceId ?? undefined,
     );
   }
   const inv = k.invoice;
   if (inv.via === "stored") {
     if (inv.invoice === null) {
-      // Deleted in Stripe. A replacement we started (deleted draft) continues; else warn.
-      if (
-        ctx.recreateExisting && bill.kind === "final" &&
-        k.replacementStartedFor === bill.storedInvoiceId
-      ) {
-        return replacement(bill, null, k, ctx, "none");
-      }
+      // Deleted in Stripe. A replacement (or discard) we started continues; else warn.
+      if (deletedByUs) return replacement(bill, null, k, ctx, "none", "continues a replacement");
       return warn(
         bill,
         "deleted",
@@ -633,7 +354,7 @@ export function decide(bill: Bill, k: StripeKnowledge, ctx: PlanContext): Action
     return forInvoice(bill, inv.invoice, k, ctx);
   }
   if (inv.via === "none") return createAction(bill, k, ctx, "no_invoice");
-  const m = matchInvoice(bill, inv.listed);
+  const m = matchInvoice(bill, inv.listed, [], ctx.installation);
   switch (m.kind) {
     case "found":
       return forInvoice(bill, m.invoice, k, ctx, { invoiceId: m.invoice.id, via: m.via });
@@ -672,7 +393,7 @@ export function compareActions(a: Action, b: Action): number {
     : x.id - y.id;
 }
 
-/** Plans every bill; knowledge is keyed by `billIdOf`-style `kind:id`. Sorted, deterministic. */
+/** Plans every bill; knowledge is keyed by `kind:id`. Sorted, deterministic. */
 export function planBills(
   bills: Bill[],
   knowledge: ReadonlyMap<string, StripeKnowledge>,

@@ -3,7 +3,6 @@ import {
   type Action,
   type Bill,
   classify,
-  createIdempotencyKey,
   decide,
   humanDate,
   type InvoiceSnapshot,
@@ -19,6 +18,7 @@ const ctx: PlanContext = {
   now: new Date("2026-11-02T06:00:00Z"),
   recreateExisting: false,
   usageCollectionMethod: "charge_automatically",
+  installation: "11111111-2222-4333-8444-555555555555",
 };
 
 function bill(over: Partial<Bill> = {}): Bill {
@@ -53,6 +53,7 @@ function know(over: Partial<StripeKnowledge> = {}): StripeKnowledge {
     priorCreate: null,
     replacementStartedFor: null,
     createdThisRun: [],
+    keySalt: 0,
     ...over,
   };
 }
@@ -77,7 +78,7 @@ function settledDraft(b: Bill, over: Partial<InvoiceSnapshot> = {}): InvoiceSnap
       id: `il_${i}`,
       description: l.description,
       amount: l.amount,
-      quantity: l.unitAmount >= 0 ? l.quantity : 1,
+      quantity: 1,
       periodStart: l.periodStart,
       periodEnd: l.periodEnd,
     })),
@@ -107,9 +108,15 @@ Deno.test("classify() skips with upstream's reasons, in upstream's order", () =>
   };
   assert.equal(reason(bill({ tenantTrialStart: null })), "free_tier");
   assert.equal(reason(bill({ tenantTrialStart: "2026-11-15" })), "trial_starts_after_period");
-  assert.equal(reason(bill({ subtotal: 49 })), "under_minimum");
+  const small = [{ description: "x", count: 1, rate: 49, subtotal: 49 }];
+  assert.equal(reason(bill({ subtotal: 49, lineItems: small })), "under_minimum");
   assert.equal(
-    reason(bill({ kind: "manual", tenantTrialStart: null, subtotal: 5000 })),
+    reason(bill({
+      kind: "manual",
+      tenantTrialStart: null,
+      subtotal: 5000,
+      lineItems: [{ description: "Contract", count: 1, rate: 5000, subtotal: 5000 }],
+    })),
     "needs_stripe",
   );
   const c = classify(bill({ extra: { processed_data_gb: 0 } }));
@@ -128,7 +135,7 @@ Deno.test("decide() creates with upstream fields, the bill ID and a run-independ
   const a = decide(bill(), know(), ctx);
   assert.equal(a.kind, "create");
   if (a.kind !== "create") return;
-  assert.equal(a.idempotencyKey, "flow-invoice-create:final:7:g0");
+  assert.match(a.idempotencyKey, /:final:7:g0:create:/);
   assert.equal(
     decide(bill(), know(), { ...ctx, runId: "other" }).kind === "create" &&
       (decide(bill(), know(), { ...ctx, runId: "other" }) as typeof a).idempotencyKey,
@@ -149,31 +156,48 @@ Deno.test("decide() creates with upstream fields, the bill ID and a run-independ
   assert.equal(a.invoice.metadata[PERIOD_START_KEY], "2026-10-01");
   assert.equal(a.invoice.metadata[PERIOD_END_KEY], "2026-10-31");
   assert.equal(a.invoice.metadata["estuary.dev/tenant_name"], "acmeCo/");
-  // ceil(412.5) = 413 GB at 50¢, and a signed credit; rounding adds 25¢.
-  assert.deepEqual(a.lines.map((l) => [l.quantity, l.unitAmount, l.amount]), [
-    [413, 50, 20650],
-    [1, -500, -500],
+  // Amount-only lines carrying the bill's own line subtotals; the quantity stays in the text.
+  assert.deepEqual(a.lines.map((l) => [l.description, l.amount]), [
+    ["Data processing (at $0.50/GB): 412.5 × $0.50", 20625],
+    ["Free tier credit", -500],
   ]);
-  assert.equal(a.roundingDiff, 25);
-  assert.equal(a.expectedTotal, 20150);
+  assert.equal(a.expectedTotal, 20125);
   assert.equal(a.lines[0].periodStart, Date.parse("2026-10-01T12:00:00Z") / 1000);
   assert.equal(a.lines[0].periodEnd, Date.parse("2026-10-31T12:00:00Z") / 1000);
 });
 
 Deno.test("decide() sends manual bills as send_invoice due 30 days out; reuses a prior due date", () => {
-  const m = bill({ kind: "manual", id: 3, lineItems: [], subtotal: 9000 });
+  const m = bill({
+    kind: "manual",
+    id: 3,
+    lineItems: [{ description: "Contract", count: 1, rate: 9000, subtotal: 9000 }],
+    subtotal: 9000,
+  });
   const a = decide(m, know(), ctx);
   assert.equal(a.kind === "create" && a.invoice.collectionMethod, "send_invoice");
   assert.equal(
     a.kind === "create" && a.invoice.dueDate,
     Date.parse("2026-12-02T06:00:00Z") / 1000,
   );
-  const again = decide(
-    m,
-    know({ priorCreate: { idempotencyKey: "flow-invoice-create:manual:3:g0", dueDate: 123 } }),
-    { ...ctx, now: new Date("2026-11-03T00:00:00Z") },
+  if (a.kind !== "create") throw new Error("unreachable");
+  const prior = {
+    idempotencyKey: a.idempotencyKey,
+    dueDate: a.invoice.dueDate,
+    at: ctx.now.getTime(),
+  };
+  const later = { ...ctx, now: new Date("2026-11-03T00:00:00Z") };
+  const again = decide(m, know({ priorCreate: prior }), later);
+  // Within Stripe's key window the retry sends the same body under the same key.
+  assert.equal(again.kind === "create" && again.invoice.dueDate, a.invoice.dueDate);
+  assert.equal(again.kind === "create" && again.idempotencyKey, a.idempotencyKey);
+  // A day later the key is gone: a fresh due date (in the future) and so a fresh key.
+  const dayLater = { ...ctx, now: new Date("2026-11-03T07:00:00Z") };
+  const stale = decide(m, know({ priorCreate: prior }), dayLater);
+  assert.equal(
+    stale.kind === "create" && stale.invoice.dueDate,
+    Date.parse("2026-12-03T07:00:00Z") / 1000,
   );
-  assert.equal(again.kind === "create" && again.invoice.dueDate, 123);
+  assert.notEqual(stale.kind === "create" && stale.idempotencyKey, a.idempotencyKey);
   const usageSend = decide(bill(), know(), { ...ctx, usageCollectionMethod: "send_invoice" });
   assert.equal(usageSend.kind === "create" && usageSend.invoice.collectionMethod, "send_invoice");
 });
@@ -198,7 +222,7 @@ Deno.test("decide() follows the state table for a stored invoice", () => {
 });
 
 Deno.test("decide() updates a draft whose bill dates or lines changed, replacing every line", () => {
-  const b = bill({ kind: "manual", id: 3, storedInvoiceId: "in_1", subtotal: 9000 });
+  const b = bill({ kind: "manual", id: 3, storedInvoiceId: "in_1" });
   const draft = settledDraft(b);
   const edited = { ...b, dateEnd: "2026-12-31" };
   const a = decide(edited, know({ invoice: stored(draft) }), ctx);
@@ -209,7 +233,11 @@ Deno.test("decide() updates a draft whose bill dates or lines changed, replacing
   assert.equal(a.fields?.collectionMethod, undefined, "collection method already right");
   assert.deepEqual(a.lines?.remove, ["il_0", "il_1"], "line periods moved: all replaced");
   const moreLines = decide(
-    { ...b, lineItems: [...b.lineItems, { description: "x", count: 1, rate: 1, subtotal: 1 }] },
+    {
+      ...b,
+      lineItems: [...b.lineItems, { description: "x", count: 1, rate: 1, subtotal: 1 }],
+      subtotal: b.subtotal + 1,
+    },
     know({ invoice: stored(draft) }),
     ctx,
   );
@@ -253,10 +281,7 @@ Deno.test("decide() adopts by bill ID, else by upstream key, and never a release
     listed([ours]),
     ctx,
   );
-  assert.equal(
-    released.kind === "create" && released.idempotencyKey,
-    "flow-invoice-create:final:7:g1",
-  );
+  assert.match(released.kind === "create" ? released.idempotencyKey : "", /:final:7:g1:create:/);
   const draft = decide(b, listed([{ ...ours, status: "draft" }]), ctx);
   assert.equal(draft.kind === "update" && draft.reason, "adopted_draft");
 });
@@ -303,10 +328,14 @@ Deno.test("decide() with recreate_existing replaces usage invoices only, once pe
   const open = settledDraft(b, { status: "open" });
   const a = decide(b, know({ invoice: stored(open) }), r);
   assert.equal(a.kind, "create");
-  assert.deepEqual(a.kind === "create" && a.replaces, { invoiceId: "in_1", how: "void" });
-  assert.equal(a.kind === "create" && a.idempotencyKey, "flow-invoice-create:final:7:g1");
+  assert.deepEqual(a.kind === "create" && a.replaces, {
+    invoiceId: "in_1",
+    how: "void",
+    why: "recreate_existing",
+  });
+  assert.match(a.kind === "create" ? a.idempotencyKey : "", /:final:7:g1:create:/);
   const draft = decide(b, know({ invoice: stored(settledDraft(b)) }), r);
-  assert.deepEqual(draft.kind === "create" && draft.replaces, { invoiceId: "in_1", how: "delete" });
+  assert.equal(draft.kind === "create" && draft.replaces?.how, "delete");
   const mine = decide(b, know({ invoice: stored(settledDraft(b)), createdThisRun: ["in_1"] }), r);
   assert.equal(mine.kind, "update", "this run's own replacement is not replaced again");
   const manual = decide({ ...b, kind: "manual" }, know({ invoice: stored(open) }), r);
@@ -340,9 +369,13 @@ Deno.test("planBills() is deterministic and sorted by tenant, kind, id", () => {
 
 Deno.test("helpers format dates and keys like upstream", () => {
   assert.equal(humanDate("2026-04-01"), "April 01 2026");
-  assert.equal(
-    createIdempotencyKey(bill({ kind: "manual", id: 3 })),
-    "flow-invoice-create:manual:3:g0",
+  const a = decide(bill({ kind: "manual", id: 3, lineItems: [], subtotal: 0 }), know(), ctx);
+  assert.equal(a.kind, "skip", "a bill of 0¢ is under the minimum");
+  const c = decide(bill(), know(), ctx);
+  assert.match(
+    c.kind === "create" ? c.idempotencyKey : "",
+    /^flow:11111111-2222-4333-8444-555555555555:final:7:g0:create:[0-9a-f]{24}$/,
   );
-  assert.equal(linesFor(bill({ lineItems: [] })).lines.length, 0);
+  const l = linesFor(bill({ lineItems: [] }));
+  assert.ok("error" in l, "lines that do not add up to the subtotal are refused");
 });

@@ -36,6 +36,8 @@ export interface Claim {
   tenant: string;
   attempts: number;
   active_workers: number;
+  /** When this worker's lease on the item ends unless extended. */
+  lease_expires_at: Date;
 }
 
 /** Creates a run and its items in one transaction (or returns the existing run with that ID). */
@@ -74,9 +76,13 @@ export async function claimItems(
 ): Promise<Claim[]> {
   const rows = await sql<Claim[]>`
     select run_id::text, item_no, bill_kind, bill_id::int as bill_id, tenant, attempts,
-      active_workers
+      active_workers, lease_expires_at
     from internal.claim_publish_items(${runId}::uuid, ${worker}, ${limit})`;
-  return rows.map((r) => ({ ...r, bill_id: Number(r.bill_id) }));
+  return rows.map((r) => ({
+    ...r,
+    bill_id: Number(r.bill_id),
+    lease_expires_at: new Date(r.lease_expires_at),
+  }));
 }
 
 /** What an item came to. */

@@ -56,6 +56,49 @@ interface StripeLikeError {
   code?: string;
   param?: string;
   message?: string;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Stripe answered a write with the error it saved for this idempotency key (a `lock_timeout`
+ * 429 or a 500 from an earlier attempt, marked `Idempotent-Replayed`): the same key will get
+ * the same error for 24 h, so retrying it is pointless. The caller checks nothing was created
+ * and moves on to a fresh key.
+ */
+export class StripeReplayedError extends Error {
+  constructor(
+    readonly endpoint: string,
+    readonly idempotencyKey: string,
+    override readonly cause: unknown,
+  ) {
+    const e = cause as StripeLikeError;
+    super(
+      `Stripe replayed a saved error for ${endpoint} (key ${idempotencyKey}): ${
+        e.statusCode ?? "?"
+      } ${e.code ?? e.type ?? ""} ${e.message ?? ""}`.trim(),
+    );
+    this.name = "StripeReplayedError";
+  }
+}
+
+/** True when an SDK error is a replay of a saved result (`Idempotent-Replayed: true`). */
+export function isReplayedError(err: unknown): boolean {
+  const h = asStripeError(err)?.headers;
+  return !!h && String(h["idempotent-replayed"] ?? "").toLowerCase() === "true";
+}
+
+/** True when a successful SDK result was a replay of an earlier request's saved response. */
+export function wasReplayed(result: unknown): boolean {
+  const last = (result as { lastResponse?: { headers?: unknown } } | null)?.lastResponse;
+  const h = last?.headers;
+  if (h && typeof (h as Headers).get === "function") {
+    return ((h as Headers).get("idempotent-replayed") ?? "").toLowerCase() === "true";
+  }
+  if (h && typeof h === "object") {
+    return String((h as Record<string, unknown>)["idempotent-replayed"] ?? "").toLowerCase() ===
+      "true";
+  }
+  return false;
 }
 
 function asStripeError(err: unknown): StripeLikeError | null {
@@ -193,7 +236,11 @@ export class StripeCaller {
   async call<T>(
     endpoint: string,
     fn: (stripe: Stripe, requestOptions: Stripe.RequestOptions) => Promise<T>,
-    options: { idempotencyKey?: string } = {},
+    options: {
+      idempotencyKey?: string;
+      /** Runs before every attempt (the executor's lease check); throwing stops the call. */
+      beforeAttempt?: () => Promise<void>;
+    } = {},
   ): Promise<T> {
     const method = endpoint.split(" ", 1)[0];
     const isSearch = endpoint.endsWith("/search");
@@ -206,6 +253,7 @@ export class StripeCaller {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       if (isSearch) await this.searchBucket.take();
       await this.global.take();
+      if (options.beforeAttempt) await options.beforeAttempt();
       this.counts.total++;
       this.counts.byEndpoint[endpoint] = (this.counts.byEndpoint[endpoint] ?? 0) + 1;
       if (isSearch) this.counts.search++;
@@ -218,6 +266,9 @@ export class StripeCaller {
         return result;
       } catch (err) {
         lastError = err;
+        if (isReplayedError(err) && isRetryableStripeError(err) && requestOptions.idempotencyKey) {
+          throw new StripeReplayedError(endpoint, requestOptions.idempotencyKey, err);
+        }
         if (!isRetryableStripeError(err)) throw err;
         if (isRateLimited(err)) {
           this.counts.throttled++;

@@ -178,7 +178,8 @@ Deno.test({
     assert.match(row.stripe_customer_id, /^cus_/);
     const creates = (await h.emu.control.calls()).filter((x) => x.route === "POST /v1/customers");
     assert.equal(creates.length, 1);
-    assert.equal(creates[0].idempotencyKey, `flow-customer-create:${a.tenant}`);
+    const [{ inst }] = await h.sql`select internal.installation_id()::text as inst`;
+    assert.equal(creates[0].idempotencyKey, `flow:${inst}:customer-create:${a.tenant}`);
 
     await h.emu.control.resetCalls();
     const second = await invoke(c, "billing", { operation: "setup-intent", tenant: a.tenant });

@@ -62,8 +62,12 @@ Deno.test({
       assert.equal(inv.collection_method, "charge_automatically");
       assert.equal(inv.metadata?.["estuary.dev/bill_id"], `final:${bill}`);
       assert.equal(inv.metadata?.["estuary.dev/period_end"], "2026-10-31");
-      // 413 × 50 + 100 × 14 − 1000: the bill's 20625 + 1400 − 1000 plus 25¢ of rounding up.
-      assert.equal(inv.total, 20650 + 1400 - 1000);
+      // What the bill says: 412.5 GB × 50¢ + 100 h × 14¢ − 1000, to the cent (no rounding up).
+      assert.equal(inv.total, 20625 + 1400 - 1000);
+      assert.ok(
+        inv.lines.data.every((l) => !l.pricing?.price_details?.product),
+        "amount-only lines: no Product is made per line",
+      );
       assert.equal(inv.lines.data.length, 3);
       const s = summary(w);
       // New tenant: one customer Search (adoption), customer create, invoice create, add_lines.
@@ -148,11 +152,12 @@ Deno.test({
       assert.match(edited.description ?? "", /January 31 2027/);
       assert.equal(edited.custom_fields?.[1].value, "January 31 2027");
       assert.equal(edited.total, 90_000);
-      // Finalized by hand, then edited again: skipped, never recreated.
+      // Finalized by hand, then edited again: never recreated, and the difference is warned by ID.
       await w.emu.control.finalizeInvoice(id!);
       await w.sql`update internal.manual_bills set usd_cents = 95000 where id = ${bill}`;
       const jan = await run(w, "2027-01", [tenant]);
-      assert.equal(jan.items[0].reason, "already_processed");
+      assert.equal(jan.items[0].reason, "invoice_differs");
+      assert.match(jan.items[0].detail ?? "", new RegExp(`${id} is open for 90000¢`));
       const customer = await customerOf(w.sql, tenant);
       assert.equal((await liveInvoices(w, customer!)).length, 1, "one invoice, ever");
     } finally {
@@ -342,14 +347,15 @@ for (const window of ["inside", "past"] as const) {
         assert.equal((await liveInvoices(w, customer.id)).length, 1);
         const [intent] = await w.sql`select idempotency_key from internal.publish_intents
           where bill_kind = 'final' and bill_id = ${bill} and step = 'create_invoice'`;
-        assert.equal(intent.idempotency_key, `flow-invoice-create:final:${bill}:g0`);
+        const [{ inst }] = await w.sql`select internal.installation_id()::text as inst`;
+        assert.match(intent.idempotency_key, new RegExp(`^flow:${inst}:final:${bill}:g0:create:`));
         if (window === "past") await w.emu.control.advanceClock(25 * 3600);
         const r = await run(w, "2026-10", [tenant]);
         assert.equal(r.items[0].outcome, "updated", JSON.stringify(r.items));
         const live = await liveInvoices(w, customer.id);
         assert.equal(live.length, 1, "still one invoice");
         assert.equal(await storedInvoice(w.sql, "final", bill), live[0].id);
-        assert.equal(live[0].total, 20650 + 1400 - 1000);
+        assert.equal(live[0].total, 20625 + 1400 - 1000);
       } finally {
         await w.close();
       }
@@ -720,11 +726,16 @@ Deno.test({
       assert.equal(first.status, "pending");
       const a = countingLists(w.stripe);
       const b = countingLists(w.stripe);
+      // Slow enough that neither worker can drain all six before the other claims.
+      await w.emu.control.setLatency({ fixedMs: 40 });
       const results = await Promise.all([
         drainRun(deps(w, "wa", a.stripe), first.run_id, { budgetMs: 60_000, batchSize: 2 }),
         drainRun(deps(w, "wb", b.stripe), first.run_id, { budgetMs: 60_000, batchSize: 2 }),
       ]);
-      assert.ok(results.every((r) => r.processed > 0), "both workers drained");
+      assert.ok(
+        results.every((r) => r.processed > 0),
+        `both workers drained: ${JSON.stringify(results.map((r) => r.processed))}`,
+      );
       assert.equal([a, b].filter((x) => x.counts.scan > 0).length, 1, "exactly one scanned");
       assert.equal(a.counts.customer + b.counts.customer, 0, "the other waited for its index");
       assert.equal((await scanState(w))?.completed_passes, 1);
