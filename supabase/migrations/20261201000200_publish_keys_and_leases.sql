@@ -93,3 +93,8 @@ create trigger audit_bill_tenant_change
 create trigger audit_bill_tenant_change
   after update of tenant on internal.billing_historicals
   for each row execute function internal.audit_bill_tenant_change();
+
+-- Writing an invoice ID re-checks billing_historicals' billed_month_is_month, which truncates in
+-- the session's zone: in a database whose default zone is not UTC every link of a usage bill
+-- (billed_month at midnight UTC) failed. The write runs in UTC.
+alter function internal.write_bill_invoice(text, bigint, text) set timezone to 'UTC';

@@ -1,10 +1,12 @@
 // The publish engine against the local Postgres and the in-process Stripe emulator: the state
 // table, multi-month manual bills, adoption, crash recovery, concurrency and call counts.
 import assert from "node:assert/strict";
-import { drainRun, type EngineDeps, publish } from "../_shared/publish.ts";
+import { drainRun, publish } from "../_shared/publish.ts";
 import type { Stripe } from "../_shared/stripe_client.ts";
 import {
+  BUDGET,
   customerOf,
+  deps,
   finalBill,
   IO,
   items,
@@ -12,31 +14,16 @@ import {
   makeTenant,
   manualBill,
   openWorld,
+  run,
   storedInvoice,
   type World,
 } from "./publish_helpers.ts";
 
-const BUDGET = { budgetMs: 60_000, actor: "test" };
 const LINES = [
   { description: "Data processing (at $0.50/GB)", count: 412.5, rate: 50 },
   { description: "Task usage (at $0.14/hour)", count: 100, rate: 14 },
   { description: "Free trial credit", count: 1, rate: -1000 },
 ];
-
-// Each world is its own Stripe account: its invoice index must not meet another emulator's (a
-// later emulator may reuse a port, and some tests move the clock a day ahead).
-const accounts = new WeakMap<World, string>();
-function deps(w: World, worker?: string, stripe?: Stripe): EngineDeps {
-  let account = accounts.get(w);
-  if (!account) accounts.set(w, account = `test:${crypto.randomUUID()}`);
-  return { ...w.deps(worker, stripe), stripeAccount: account };
-}
-
-async function run(w: World, month: string, tenants: string[], extra = {}) {
-  const r = await publish(deps(w), { month, tenants, ...extra }, BUDGET);
-  assert.equal(r.status, "done");
-  return { runId: r.run_id, items: await items(w.sql, r.run_id) };
-}
 
 function summary(w: World) {
   return w.emu.emulator.calls.summary();

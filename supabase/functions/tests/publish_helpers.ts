@@ -3,7 +3,8 @@
  * in-process Stripe emulator, and uniquely named tenants and bills so parallel tests never meet.
  */
 import { createDb, dbUrlFromEnv, type Sql } from "../_shared/db.ts";
-import type { EngineDeps } from "../_shared/publish.ts";
+import { type EngineDeps, publish } from "../_shared/publish.ts";
+import assert from "node:assert/strict";
 import type { Stripe } from "../_shared/stripe_client.ts";
 import { type RunningEmulator, startStripeEmulator } from "../../../dev/stripe-emulator/server.ts";
 import { emulatorClient } from "../../../dev/stripe-emulator/test_support.ts";
@@ -136,4 +137,25 @@ export async function items(sql: Sql, runId: string) {
   >`select bill_kind || ':' || bill_id as bill, state, outcome, action, reason, detail, error,
       stripe_invoice_id
     from internal.publish_run_items where run_id = ${runId}::uuid order by item_no`;
+}
+
+/** The time budget tests give a publish call. */
+export const BUDGET = { budgetMs: 60_000, actor: "test" };
+
+// Each world is its own Stripe account: its invoice index must not meet another emulator's (a
+// later emulator may reuse a port, and some tests move the clock a day ahead).
+const accounts = new WeakMap<World, string>();
+
+/** Engine deps for a world, on the world's own Stripe account label. */
+export function deps(w: World, worker?: string, stripe?: Stripe): EngineDeps {
+  let account = accounts.get(w);
+  if (!account) accounts.set(w, account = `test:${crypto.randomUUID()}`);
+  return { ...w.deps(worker, stripe), stripeAccount: account };
+}
+
+/** Publishes a month for some tenants to the end; the run must be done. */
+export async function run(w: World, month: string, tenants: string[], extra = {}) {
+  const r = await publish(deps(w), { month, tenants, ...extra }, BUDGET);
+  assert.equal(r.status, "done", JSON.stringify(r));
+  return { runId: r.run_id, items: await items(w.sql, r.run_id) };
 }
