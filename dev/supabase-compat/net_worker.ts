@@ -93,7 +93,7 @@ export async function runWorker(
       insert into net._http_response
         (id, status_code, content_type, headers, content, timed_out, error_msg)
       values (${req.id}::bigint, ${out.status_code}, ${out.content_type},
-        ${out.headers === null ? null : JSON.stringify(out.headers)}::jsonb, ${out.content},
+        ${out.headers === null ? null : JSON.stringify(out.headers)}::text::jsonb, ${out.content},
         ${out.timed_out}, ${out.error_msg})`;
     const where = new URL(req.url);
     log(
