@@ -28,7 +28,11 @@ declare
   run record;
   req record;
   prev record;
-  answer record;
+  answered integer;
+  answer_status integer;
+  answer_timed_out boolean;
+  answer_error text;
+  answer_content text;
   has_net boolean := pg_catalog.to_regprocedure(
     'net.http_post(text, jsonb, jsonb, jsonb, integer)') is not null;
   has_responses boolean := pg_catalog.to_regclass('net._http_response') is not null;
@@ -60,20 +64,21 @@ begin
     select s.request_id, s.sent_at into prev from internal.publish_schedule_requests s
     where s.run_id = run.id order by s.sent_at desc, s.request_id desc limit 1;
     if found then
-      answer := null;
+      answered := 0;
       if has_responses then
-        execute read_answer into answer using prev.request_id;
+        execute read_answer into answer_status, answer_timed_out, answer_error, answer_content
+          using prev.request_id;
+        get diagnostics answered = row_count;
       end if;
       entry := entry || pg_catalog.jsonb_build_object('last_response',
-        case when answer is null then pg_catalog.jsonb_build_object(
+        case when answered = 0 then pg_catalog.jsonb_build_object(
             'request_id', prev.request_id, 'sent_at', prev.sent_at, 'answered', false)
           else pg_catalog.jsonb_build_object(
             'request_id', prev.request_id, 'sent_at', prev.sent_at, 'answered', true,
-            'status_code', answer.status_code, 'timed_out', coalesce(answer.timed_out, false),
-            'ok', coalesce(answer.status_code between 200 and 299, false),
-            'error', coalesce(answer.error_msg,
-              case when answer.status_code between 200 and 299 then null
-                else answer.content end))
+            'status_code', answer_status, 'timed_out', coalesce(answer_timed_out, false),
+            'ok', coalesce(answer_status between 200 and 299, false),
+            'error', coalesce(answer_error,
+              case when answer_status between 200 and 299 then null else answer_content end))
         end);
     end if;
 
