@@ -38,7 +38,13 @@ step "pgTAP, legacy default privileges (projects before 2026-10-30)"
 STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
 trap 'kill "$sched_pid" 2>/dev/null || true; STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port bash dev/stack.sh stop' EXIT
 STACK_PORT=$legacy_port bash dev/pgtap.sh
+legacy_worker=$(cat /tmp/billing-stack-$legacy_port/net-worker.pid)
 STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port bash dev/stack.sh stop
+# stop ends the pg_net stand-in's worker it started, by its PID.
+if kill -0 "$legacy_worker" 2>/dev/null; then
+  echo "dev/stack.sh stop left the pg_net stand-in worker (pid $legacy_worker) running" >&2
+  exit 1
+fi
 trap 'kill "$sched_pid" 2>/dev/null || true' EXIT
 
 step "supabase db lint (plpgsql_check) on public and internal"

@@ -103,20 +103,30 @@ export async function runWorker(
     );
   };
 
+  const takeBatch = async () => {
+    await sql`
+      delete from net._http_response where ctid in (
+        select ctid from net._http_response where created < now() - ${ttl}::interval
+        order by created limit ${batchSize})`;
+    // Taken off the queue before sending, as pg_net does: a crash loses them, never repeats.
+    return await sql<QueuedRequest[]>`
+      delete from net.http_request_queue q
+      using (select id from net.http_request_queue order by id limit ${batchSize}
+             for update skip locked) r
+      where q.id = r.id
+      returning q.id::text as id, q.method::text as method, q.url, q.headers, q.body,
+        q.timeout_milliseconds`;
+  };
+
   try {
     while (!options.signal?.aborted) {
-      await sql`
-        delete from net._http_response where ctid in (
-          select ctid from net._http_response where created < now() - ${ttl}::interval
-          order by created limit ${batchSize})`;
-      // Taken off the queue before sending, as pg_net does: a crash loses them, never repeats.
-      const taken = await sql<QueuedRequest[]>`
-        delete from net.http_request_queue q
-        using (select id from net.http_request_queue order by id limit ${batchSize}
-               for update skip locked) r
-        where q.id = r.id
-        returning q.id::text as id, q.method::text as method, q.url, q.headers, q.body,
-          q.timeout_milliseconds`;
+      let taken: QueuedRequest[] = [];
+      try {
+        taken = await takeBatch();
+      } catch (err) {
+        // The database restarting or briefly away: try again on the next poll.
+        log(`reading the queue failed: ${err instanceof Error ? err.message : err}`);
+      }
       for (const req of taken) {
         const p = record(req).catch((err) => log(`request ${req.id}: recording failed: ${err}`))
           .finally(() => inFlight.delete(p));
