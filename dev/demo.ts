@@ -3,7 +3,8 @@
  * a brownfield Stripe (the old automation's customers and invoices, no IDs stored) → adopt
  * (dry run, then for real) → publish a month → rerun (no writes) → a manual bill's dates are
  * edited → publish updates the same invoice → finalize → Stripe's webhooks update the mirror →
- * the invoices a signed-in tenant admin sees in the dashboard.
+ * pg_cron publishes the next month through pg_net (the local stand-in) → the invoices a
+ * signed-in tenant admin sees in the dashboard.
  *
  * Runs the operator CLI as a subprocess, an in-process Stripe emulator and the functions gateway.
  */
@@ -33,6 +34,7 @@ async function sh(args: string[]): Promise<void> {
 
 const emulator = await startStripeEmulator({ port: 0 });
 const webhookSecret = `whsec_demo${crypto.randomUUID().replaceAll("-", "")}`;
+const schedulerSecret = crypto.randomUUID().replaceAll("-", "");
 const gateway = await startFunctionsGateway({
   port: 0,
   dbUrl: dbUrlFromEnv(Deno.env),
@@ -40,6 +42,7 @@ const gateway = await startFunctionsGateway({
     STRIPE_SECRET_KEY: "sk_test_demo",
     STRIPE_API_BASE: emulator.url,
     STRIPE_WEBHOOK_SECRET: webhookSecret,
+    PUBLISH_INVOICES_SECRET: schedulerSecret,
   },
 });
 const control = emulator.control;
@@ -176,6 +179,65 @@ try {
     },
   );
 
+  const [{ lastMonth }] = await sql<{ lastMonth: string }[]>`
+    select to_char(now() - interval '1 month', 'YYYY-MM') as "lastMonth"`;
+  await step(
+    `The 2nd, 06:00 UTC: pg_cron's monthly job publishes ${lastMonth} (no CLI)`,
+    null,
+    async () => {
+      // Last month's statements are frozen (here: October's usage again), as upstream's job does.
+      const frozen = await sql`
+        insert into internal.billing_historicals (tenant, billed_month, report)
+        select tenant, ${lastMonth + "-01"}::timestamptz,
+          jsonb_set(report, '{billed_month}', to_jsonb(${lastMonth + "-01"}::timestamptz))
+        from internal.billing_historicals
+        where tenant = 'acmeCo/' and billed_month = '2026-10-01'
+        on conflict (tenant, billed_month) do nothing returning tenant`;
+      // Vault as a project holds it (README, "Deploying"): where pg_cron's calls go, and how.
+      await sql`delete from vault.secrets where name in ('project_url', 'publish_invoices_secret')`;
+      await sql`select vault.create_secret(${gateway.url}, 'project_url')`;
+      await sql`select vault.create_secret(${schedulerSecret}, 'publish_invoices_secret')`;
+      const [job] = await sql<{ command: string }[]>`
+        select command from cron.job where jobname = 'publish-invoices-monthly'`;
+      console.log(
+        `   ${frozen.length} usage statement(s) frozen for ${lastMonth}; Vault holds the gateway's URL` +
+          ` and the scheduler secret`,
+      );
+      console.log(
+        dim(`   cron job publish-invoices-monthly ('0 6 2 * *'), run now: ${job.command}`),
+      );
+      await sql.unsafe(job.command);
+      // Done, and pg_net has recorded the function's answer to every call.
+      const calls = async () =>
+        await sql<{ id: string; status: number | null; body: string | null; run: string }[]>`
+          select s.request_id::text as id, r.status_code as status, r.content as body,
+            p.status as run
+          from internal.publish_schedule_requests s
+          join internal.publish_runs p on p.id = s.run_id
+          left join net._http_response r on r.id = s.request_id
+          where p.created_by = 'pg_cron' order by s.sent_at, s.request_id`;
+      const until = Date.now() + 90_000;
+      let answered = await calls();
+      while (!answered.length || answered.some((c) => c.run !== "done" || c.status === null)) {
+        if (Date.now() > until) throw new Error(`the scheduled run: ${JSON.stringify(answered)}`);
+        await new Promise((r) => setTimeout(r, 200));
+        answered = await calls();
+      }
+      for (const c of answered) {
+        const answer = c.body ? JSON.parse(c.body) : {};
+        console.log(
+          `   pg_net request ${c.id}: POST ${gateway.url}/functions/v1/publish-invoices -> ` +
+            `${c.status ?? "no answer"} ${answer.status ?? ""}`,
+        );
+      }
+      const outcomes = await sql<{ outcome: string; n: number }[]>`
+        select i.outcome, count(*)::int as n from internal.publish_run_items i
+        join internal.publish_runs p on p.id = i.run_id
+        where p.created_by = 'pg_cron' group by 1 order by 1`;
+      console.log(`   the run: ${outcomes.map((o) => `${o.outcome} ${o.n}`).join(", ")}`);
+    },
+  );
+
   await step(
     "The invoices alice@acme.example (admin of acmeCo/) sees in the dashboard",
     null,
@@ -222,6 +284,9 @@ try {
       `Every one is stored (${linked} IDs). The run history stays: deno task billing runs`,
   );
 } finally {
+  // This gateway goes away: the per-minute job must not keep calling its address.
+  await sql`delete from vault.secrets where name in ('project_url', 'publish_invoices_secret')`
+    .catch(() => {});
   await sql.end();
   await gateway.close();
   await emulator.close();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local stack without Docker: a throwaway Postgres cluster shaped like a Supabase project.
-#   dev/stack.sh start    init (first time) + start Postgres, bootstrap Supabase roles/auth, apply migrations
+#   dev/stack.sh start    init (first time) + start Postgres, bootstrap Supabase roles/auth, the
+#                         pg_net and Vault stand-ins and their delivery worker, apply migrations
 #   dev/stack.sh seed     load supabase/seed.sql
-#   dev/stack.sh stop     stop the cluster this script started (by PID)
+#   dev/stack.sh stop     stop the worker and the cluster this script started (by PID)
 #   dev/stack.sh reset    stop, delete the cluster, start afresh
 #   dev/stack.sh status   say whether it runs
 # Environment: STACK_PORT (54322), SUPABASE_GRANTS (current|legacy), STACK_DIR.
@@ -15,6 +16,8 @@ grants_mode=${SUPABASE_GRANTS:-current}
 stack_dir=${STACK_DIR:-/tmp/billing-stack-$port}
 data="$stack_dir/data"
 log="$stack_dir/postgres.log"
+worker_pid_file="$stack_dir/net-worker.pid"
+worker_log="$stack_dir/net-worker.log"
 pg_major=$(cat .pg_major 2>/dev/null || echo 15)
 bin=/usr/lib/postgresql/$pg_major/bin
 supabase=$repo/node_modules/.bin/supabase
@@ -69,7 +72,51 @@ start() {
   mode=$(cat "$stack_dir/grants_mode" 2>/dev/null || echo "$grants_mode")
   say "applying the Supabase compatibility bootstrap (grants: $mode)"
   superuser_psql -d postgres -v grants_mode="$mode" -f dev/supabase-compat/bootstrap.sql >/dev/null
+  say "installing the pg_net and Vault stand-ins (dev/supabase-compat)"
+  superuser_psql -d postgres -f dev/supabase-compat/pg_net.sql >/dev/null
+  superuser_psql -d postgres -f dev/supabase-compat/vault.sql >/dev/null
+  start_worker
   migrate
+}
+
+worker_running() {
+  [ -f "$worker_pid_file" ] || return 1
+  local pid
+  pid=$(cat "$worker_pid_file")
+  kill -0 "$pid" 2>/dev/null && grep -q net_worker.ts "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# pg_net's background worker, stood in for by a Deno process (its own session, output to a log).
+start_worker() {
+  if worker_running; then
+    say "pg_net stand-in worker already running (pid $(cat "$worker_pid_file"))"
+    return
+  fi
+  say "starting the pg_net stand-in worker (log: $worker_log)"
+  NET_WORKER_DB_URL="postgresql://supabase_admin@127.0.0.1:$port/postgres?sslmode=disable" \
+    setsid "$repo/node_modules/.bin/deno" run --allow-net --allow-env --allow-read \
+    "$repo/dev/supabase-compat/net_worker.ts" </dev/null >"$worker_log" 2>&1 &
+  echo $! >"$worker_pid_file"
+  local i
+  for i in $(seq 1 200); do
+    grep -q "worker started" "$worker_log" 2>/dev/null && return
+    worker_running || { cat "$worker_log" >&2; say "the pg_net stand-in worker failed to start"; exit 1; }
+    sleep 0.1
+  done
+  say "the pg_net stand-in worker did not report ready within 20 s"
+  exit 1
+}
+
+stop_worker() {
+  if worker_running; then
+    local pid i
+    pid=$(cat "$worker_pid_file")
+    say "stopping the pg_net stand-in worker (pid $pid)"
+    kill "$pid"
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  fi
+  rm -f "$worker_pid_file"
 }
 
 migrate() {
@@ -84,6 +131,7 @@ seed() {
 }
 
 stop() {
+  stop_worker
   if running; then
     say "stopping Postgres on port $port"
     as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
@@ -106,10 +154,11 @@ case "${1:-}" in
     ;;
   status)
     if running; then echo "running on 127.0.0.1:$port ($stack_dir)"; else echo "stopped"; exit 1; fi
+    if worker_running; then echo "pg_net stand-in worker: pid $(cat "$worker_pid_file")"; else echo "pg_net stand-in worker: stopped"; fi
     ;;
   url) echo "postgresql://postgres@127.0.0.1:$port/postgres?sslmode=disable" ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -1,8 +1,10 @@
 -- The pg_cron jobs and the request they send: monthly enqueue on the 2nd, per-minute
 -- continuation only while a run has claimable items, URL and secret from Vault, and no HTTP call
--- where pg_net is absent. Vault and pg_net are stood in for inside this transaction.
+-- until Vault holds the URL and secret. The local stack's Vault and pg_net stand-ins
+-- (dev/supabase-compat) are used inside this transaction, so nothing is sent.
 begin;
 select plan(17);
+delete from vault.secrets where name in ('project_url', 'publish_invoices_secret');
 
 select results_eq(
   $$ select jobname::text collate "C", schedule::text collate "C", command::text collate "C"
@@ -37,22 +39,16 @@ select internal.enqueue_publish_run('2031-04-01', array['q120a/'], '{"dry_run": 
 select is(
   (select jsonb_agg(x ->> 'reason') from jsonb_array_elements(internal.publish_invoices_tick()) x
    where x ->> 'run_id' in (:'run1', :'dry')),
-  '["pg_net is not installed"]'::jsonb,
-  'without pg_net the tick sends nothing, for the non-dry run only');
+  '["Vault secrets project_url / publish_invoices_secret are not set"]'::jsonb,
+  'without the Vault secrets the tick sends nothing, for the non-dry run only');
 
--- Stand-ins for Vault and pg_net.
-create schema vault;
-create table vault.decrypted_secrets (name text, decrypted_secret text);
-insert into vault.decrypted_secrets values
-  ('project_url', 'https://ref.supabase.co/'), ('publish_invoices_secret', 's3cret');
-create schema net;
-create table net.sent (url text, body jsonb, headers jsonb, timeout_milliseconds integer);
-create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
-  headers jsonb default '{}', timeout_milliseconds integer default 5000) returns bigint
-language sql as $$
-  insert into net.sent values (url, body, headers, timeout_milliseconds);
-  select count(*) from net.sent;
-$$;
+-- Vault holds the URL and the secret; what the tick sends is read back from pg_net's queue.
+select vault.create_secret('https://ref.supabase.co/', 'project_url');
+select vault.create_secret('s3cret', 'publish_invoices_secret');
+create temporary view sent as
+select q.url, pg_catalog.convert_from(q.body, 'UTF8')::jsonb as body, q.headers,
+  q.timeout_milliseconds
+from net.http_request_queue q;
 
 select is((select url from internal.publish_invoices_request('2031-05-01')),
   'https://ref.supabase.co/functions/v1/publish-invoices', 'the URL comes from Vault');
@@ -67,25 +63,26 @@ select ok(
    where x ->> 'run_id' = :'run1'),
   'with pg_net the tick invokes the function');
 select is(
-  (select count(*)::int from net.sent where body ->> 'run_id' = :'run1'), 1,
+  (select count(*)::int from sent where body ->> 'run_id' = :'run1'), 1,
   'one request for the run');
 select is(
-  (select count(*)::int from net.sent where body ->> 'run_id' = :'dry'), 0,
+  (select count(*)::int from sent where body ->> 'run_id' = :'dry'), 0,
   'never for a dry run');
 select is(
-  (select headers from net.sent where body ->> 'run_id' = :'run1'),
+  (select headers from sent where body ->> 'run_id' = :'run1'),
   '{"Content-Type": "application/json", "x-scheduler-secret": "s3cret"}'::jsonb,
   'sent with the secret header');
 
 -- Items under a live lease: nothing to invoke for; an expired lease: invoke again.
 select count(*) from internal.claim_publish_items(:'run1', 'w1', 10, interval '5 minutes',
   now());
-delete from net.sent;
+delete from net.http_request_queue q
+where pg_catalog.convert_from(q.body, 'UTF8')::jsonb ->> 'run_id' = :'run1';
 select internal.publish_invoices_tick(now() + interval '1 minute');
-select is((select count(*)::int from net.sent where body ->> 'run_id' = :'run1'), 0,
+select is((select count(*)::int from sent where body ->> 'run_id' = :'run1'), 0,
   'no invocation while every item is leased');
 select internal.publish_invoices_tick(now() + interval '10 minutes');
-select is((select count(*)::int from net.sent where body ->> 'run_id' = :'run1'), 1,
+select is((select count(*)::int from sent where body ->> 'run_id' = :'run1'), 1,
   'invoked again once the lease has ended');
 
 -- Monthly: enqueues the previous month once.
