@@ -1,7 +1,13 @@
 /** Emulator-only knobs, each shown through the official SDK. */
 import assert from "node:assert/strict";
 import { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
-import { emulatorClient, emulatorTest, responseHeader, stripeError } from "./test_support.ts";
+import {
+  emulatorClient,
+  type EmulatorTarget,
+  emulatorTest,
+  responseHeader,
+  stripeError,
+} from "./test_support.ts";
 
 const API_KEY = "sk_test_emulator";
 
@@ -67,7 +73,7 @@ emulatorTest("rate limits: Search has its own bucket (endpoint-rate)", async (t)
 });
 
 emulatorTest(
-  "faults: lock_timeout 429 carries Stripe-Should-Retry, so the SDK retries",
+  "faults: lock_timeout 429 carries Stripe-Should-Retry; with replay off the SDK retry runs",
   async (t) => {
     const c = await t.customer({});
     await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
@@ -77,12 +83,106 @@ emulatorTest(
     assert.equal(responseHeader(err, "stripe-should-retry"), "true");
     assert.equal(responseHeader(err, "stripe-rate-limited-reason"), null);
 
-    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    // With replay off (not Stripe's default), the SDK's same-key retry executes.
+    await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "lock_timeout",
+      replay: false,
+    });
     const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 1 });
     const ok = await retrying.customers.update(c.id, { name: "after-lock" });
     assert.equal(ok.name, "after-lock");
   },
 );
+
+emulatorTest(
+  "faults: a lock_timeout 429 is replayed to every same-key retry until the key expires",
+  async (t) => {
+    const c = await t.customer({ name: "before" });
+    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    const key = `k-${crypto.randomUUID()}`;
+    const first = await stripeError(
+      t.stripe.customers.update(c.id, { name: "after" }, { idempotencyKey: key }),
+    );
+    assert.equal(first.statusCode, 429);
+    assert.equal(first.code, "lock_timeout");
+    assert.equal(responseHeader(first, "idempotent-replayed"), null);
+
+    // The SDK's own retries (same key, Stripe-Should-Retry: true) all get the saved error.
+    const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 2 });
+    const again = await stripeError(
+      retrying.customers.update(c.id, { name: "after" }, { idempotencyKey: key }),
+    );
+    assert.equal(again.statusCode, 429);
+    assert.equal(again.code, "lock_timeout");
+    assert.equal(again.message, first.message);
+    assert.equal(responseHeader(again, "idempotent-replayed"), "true");
+    assert.equal(responseHeader(again, "original-request"), first.requestId);
+    assert.equal((await t.stripe.customers.retrieve(c.id) as Stripe.Customer).name, "before");
+
+    // A fresh key is not affected (the fault fired once).
+    const fresh = await t.stripe.customers.update(c.id, { name: "fresh" });
+    assert.equal(fresh.name, "fresh");
+
+    const calls = (await t.emu.control.calls()).filter((r) => r.idempotencyKey === key);
+    assert.deepEqual(calls.map((r) => [r.status, r.replayed, r.fault, r.executed]), [
+      [429, false, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+    ]);
+    assert.equal(calls[0].originalRequestId, null);
+    assert.ok(calls.slice(1).every((r) => r.originalRequestId === first.requestId));
+
+    // Once the key expires on the emulator clock, the same key is a new request.
+    await t.emu.control.advanceClock(24 * 60 * 60);
+    const expired = await t.stripe.customers.update(c.id, { name: "after" }, {
+      idempotencyKey: key,
+    });
+    assert.equal(expired.name, "after");
+    assert.equal(responseHeader(expired, "idempotent-replayed"), null);
+  },
+);
+
+emulatorTest("faults: replay option per kind (defaults and overrides)", async (t) => {
+  const replayedTwice = async (spec: Parameters<typeof t.emu.control.addFault>[0]) => {
+    await t.emu.control.clearFaults();
+    await t.emu.control.addFault(spec);
+    const key = `k-${crypto.randomUUID()}`;
+    const e1 = await stripeError(t.stripe.customers.create({ name: "r" }, { idempotencyKey: key }));
+    const second = await t.stripe.customers.create({ name: "r" }, { idempotencyKey: key })
+      .then((c) => ({ ok: c.id, replayed: responseHeader(c, "idempotent-replayed") }))
+      .catch((e) => ({
+        status: e.statusCode as number,
+        replayed: responseHeader(e, "idempotent-replayed"),
+      }));
+    return { status: e1.statusCode, second };
+  };
+  const route = "POST /v1/customers";
+  // Limiter 429s never began executing: not saved by default...
+  const limiter = await replayedTwice({ route, kind: "rate_limit" });
+  assert.equal(limiter.status, 429);
+  assert.ok("ok" in limiter.second && limiter.second.replayed === null);
+  // ...unless asked.
+  const savedLimiter = await replayedTwice({ route, kind: "rate_limit", replay: true });
+  assert.deepEqual(savedLimiter.second, { status: 429, replayed: "true" });
+  // 502 at the edge: not saved by default; saved with replay: true.
+  const edge = await replayedTwice({ route, kind: "error", status: 502 });
+  assert.ok("ok" in edge.second && edge.second.replayed === null);
+  const savedEdge = await replayedTwice({ route, kind: "error", status: 502, replay: true });
+  assert.deepEqual(savedEdge.second, { status: 502, replayed: "true" });
+  // 500: saved by default; replay: false lets the retry execute.
+  const unsaved500 = await replayedTwice({ route, kind: "error", status: 500, replay: false });
+  assert.ok("ok" in unsaved500.second && unsaved500.second.replayed === null);
+  const lockOff = await replayedTwice({ route, kind: "lock_timeout", replay: false });
+  assert.ok("ok" in lockOff.second && lockOff.second.replayed === null);
+
+  // Drops and timeouts answer nothing that could be saved.
+  await assert.rejects(
+    t.emu.control.addFault({ route, kind: "drop", replay: true }),
+    /replay applies to error, lock_timeout and rate_limit faults/,
+  );
+});
 
 emulatorTest("faults: injected 429 rate_limit by route", async (t) => {
   await t.emu.control.addFault({ route: "GET /v1/invoices", kind: "rate_limit", count: 2 });
@@ -560,3 +660,68 @@ emulatorTest(
     await version.body?.cancel();
   },
 );
+
+// --- slow calls ------------------------------------------------------------------------------
+
+/** Starts a same-key update of `id` while the first is held; returns both outcomes. */
+async function slowUpdate(t: EmulatorTarget, id: string, key: string) {
+  const started = performance.now();
+  const slow = t.stripe.customers.update(id, { name: "slow" }, { idempotencyKey: key });
+  await new Promise((r) => setTimeout(r, 250));
+  const nameDuringDelay = t.emu.emulator.store.customers.get(id)!.name;
+  const sameKey = await t.stripe.customers.update(id, { name: "slow" }, { idempotencyKey: key })
+    .then((c) => ({ replayed: responseHeader(c, "idempotent-replayed"), status: 200 }))
+    .catch((e) => ({ replayed: null, status: e.statusCode as number, code: e.code as string }));
+  const done = await slow;
+  return { nameDuringDelay, sameKey, done, elapsedMs: performance.now() - started };
+}
+
+emulatorTest(
+  "faults: slow holds the Nth request, then applies the write and answers",
+  async (t) => {
+    const c = await t.customer({ name: "before" });
+    await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "slow",
+      delayMs: 800,
+      skip: 1,
+    });
+    // The first request is let through at full speed; the second (N = 2) is held.
+    let start = performance.now();
+    await t.stripe.customers.update(c.id, { name: "before" });
+    assert.ok(performance.now() - start < 400);
+
+    const out = await slowUpdate(t, c.id, `k-${crypto.randomUUID()}`);
+    // Default writeAt after_delay: nothing applied yet, and the key is still in flight.
+    assert.equal(out.nameDuringDelay, "before");
+    assert.deepEqual(out.sameKey, { replayed: null, status: 409, code: "idempotency_key_in_use" });
+    assert.equal(out.done.name, "slow");
+    assert.ok(out.elapsedMs >= 780, `elapsed ${out.elapsedMs}`);
+    const calls = await t.emu.control.calls();
+    assert.equal(calls.filter((r) => r.fault === "slow:after_delay").length, 1);
+
+    start = performance.now();
+    await t.stripe.customers.retrieve(c.id);
+    assert.ok(performance.now() - start < 400, "the fault fired once");
+  },
+);
+
+emulatorTest("faults: slow with writeAt before_delay applies first, answers late", async (t) => {
+  const c = await t.customer({ name: "before" });
+  await t.emu.control.addFault({
+    route: "POST /v1/customers/:id",
+    kind: "slow",
+    delayMs: 800,
+    writeAt: "before_delay",
+  });
+  const out = await slowUpdate(t, c.id, `k-${crypto.randomUUID()}`);
+  assert.equal(out.nameDuringDelay, "slow");
+  // The response is already saved, so a same-key request is answered from it at once.
+  assert.deepEqual(out.sameKey, { replayed: "true", status: 200 });
+  assert.equal(out.done.name, "slow");
+  assert.ok(out.elapsedMs >= 780, `elapsed ${out.elapsedMs}`);
+  await assert.rejects(
+    t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "slow" }),
+    /slow faults need delayMs > 0/,
+  );
+});

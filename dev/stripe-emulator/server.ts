@@ -8,7 +8,7 @@ import { handleControl } from "./control_api.ts";
 import { EmulatorControl } from "./control.ts";
 import { DEFAULT_API_VERSION, Emulator } from "./emulator.ts";
 import { ApiError, apiError } from "./errors.ts";
-import { faultStage, storesIdempotent } from "./faults.ts";
+import { replaysError } from "./faults.ts";
 import type { ActiveFault } from "./faults.ts";
 import { canonicalForm, type FormMap, parseForm } from "./form.ts";
 import { newId } from "./ids.ts";
@@ -119,6 +119,7 @@ function faultError(f: ActiveFault): ApiError {
 function faultLabel(f: ActiveFault): string {
   if (f.kind === "error") return `error:${f.status ?? 500}`;
   if (f.kind === "drop") return `drop:${f.mode ?? "after_headers"}`;
+  if (f.kind === "slow") return `slow:${f.writeAt ?? "after_delay"}`;
   return f.kind;
 }
 
@@ -226,6 +227,7 @@ export class EmulatorServer {
     const route = `${method} ${match ? match.route.template : path}`;
     const search = path.endsWith("/search");
     let replayed = false;
+    let originalRequestId: string | null = null;
     let executed = false;
     let fault: string | null = null;
 
@@ -248,6 +250,7 @@ export class EmulatorServer {
         requestId,
         idempotencyKey: echoKey ?? null,
         replayed,
+        originalRequestId,
         executed,
         fault,
         search,
@@ -307,6 +310,9 @@ export class EmulatorServer {
       switch (found.kind) {
         case "replay":
           replayed = true;
+          originalRequestId = found.response.requestId;
+          // A replayed injected error keeps its label, so the log shows what is replayed.
+          fault = found.response.fault;
           return send({
             status: found.response.status,
             body: found.response.body,
@@ -353,10 +359,16 @@ export class EmulatorServer {
     await this.sleep(emu.faults.latencyMs());
     const exec = emu.faults.take("execution", method, path);
     if (exec) fault = faultLabel(exec);
-    const runsHandler = !exec ||
+    const answersError = exec?.kind === "error" || exec?.kind === "lock_timeout" ||
+      exec?.kind === "rate_limit";
+    const slowMs = exec?.kind === "slow" ? exec.delayMs ?? 0 : 0;
+    const writeFirst = exec?.kind === "slow" && exec.writeAt === "before_delay";
+    const runsHandler = !exec || exec.kind === "slow" ||
       (exec.kind === "drop"
         ? exec.applyWrite ?? true
-        : exec.kind !== "lock_timeout" && (exec.applyWrite ?? false));
+        : (exec.kind === "error" || exec.kind === "timeout") && (exec.applyWrite ?? false));
+    // A slow call holds its key in flight while it waits (a same-key retry gets a 409).
+    if (slowMs > 0 && !writeFirst) await this.sleep(slowMs);
 
     let reply: Reply | null = null;
     let store = true;
@@ -378,17 +390,22 @@ export class EmulatorServer {
         if (err.validation) store = false;
       }
     }
-    if (exec && (exec.kind === "error" || exec.kind === "lock_timeout")) {
+    if (exec && answersError) {
       reply = errorReply(faultError(exec), requestId);
-      store = exec.kind === "error" && storesIdempotent(exec) && faultStage(exec) === "execution";
+      store = replaysError(exec);
     }
     if (key !== null) {
       if (reply && store) {
-        emu.idempotency.complete(key, { ...reply, requestId });
+        emu.idempotency.complete(key, {
+          ...reply,
+          requestId,
+          fault: exec && answersError ? fault : null,
+        });
       } else {
         emu.idempotency.abandon(key);
       }
     }
+    if (slowMs > 0 && writeFirst) await this.sleep(slowMs);
 
     if (exec?.kind === "timeout") {
       // Hold the request past the client's timeout, then hang up without answering.
