@@ -605,6 +605,39 @@ contractTest(
   },
 );
 
+contractTest("invoices: a due_date in the past is refused on create and update", async (t) => {
+  const c = await t.customer({});
+  const now = Math.floor(Date.now() / 1000);
+  const past = await stripeError(
+    t.stripe.invoices.create({
+      customer: c.id,
+      currency: "usd",
+      collection_method: "send_invoice",
+      due_date: now - 3600,
+    }),
+  );
+  assert.equal(past.statusCode, 400);
+  assert.equal(past.rawType, "invalid_request_error");
+  assert.equal(past.param, "due_date");
+  assert.match(past.message, /future/);
+
+  const inv = await t.invoice({
+    customer: c.id,
+    currency: "usd",
+    collection_method: "send_invoice",
+    due_date: now + 7 * 86_400,
+  });
+  assert.equal(inv.due_date, now + 7 * 86_400);
+  const stale = await stripeError(t.stripe.invoices.update(inv.id, { due_date: now - 86_400 }));
+  assert.equal(stale.statusCode, 400);
+  assert.equal(stale.param, "due_date");
+  assert.match(stale.message, /future/);
+  // Nothing was written.
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).due_date, now + 7 * 86_400);
+  const later = await t.stripe.invoices.update(inv.id, { due_date: now + 14 * 86_400 });
+  assert.equal(later.due_date, now + 14 * 86_400);
+});
+
 contractTest("invoices: search by metadata, customer, status, total", async (t) => {
   const c = await t.customer({});
   const a = await t.invoice({ customer: c.id, currency: "usd", metadata: { tag: t.tag, n: "1" } });

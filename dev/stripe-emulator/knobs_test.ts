@@ -725,3 +725,30 @@ emulatorTest("faults: slow with writeAt before_delay applies first, answers late
     /slow faults need delayMs > 0/,
   );
 });
+
+emulatorTest('due_date: "in the future" is judged on the emulator clock', async (t) => {
+  const c = await t.customer({});
+  const { now } = await t.emu.control.clock();
+  const inv = await t.invoice({
+    customer: c.id,
+    currency: "usd",
+    collection_method: "send_invoice",
+    due_date: now + 3 * 86_400,
+  });
+  await t.emu.control.advanceClock(4 * 86_400);
+  // The same date, accepted three days ahead, is now in the past.
+  const err = await stripeError(t.stripe.invoices.update(inv.id, { due_date: now + 3 * 86_400 }));
+  assert.equal(err.statusCode, 400);
+  assert.equal(err.param, "due_date");
+  const retried = await stripeError(
+    t.stripe.invoices.create({
+      customer: c.id,
+      currency: "usd",
+      collection_method: "send_invoice",
+      due_date: now + 3 * 86_400,
+    }),
+  );
+  assert.equal(retried.param, "due_date");
+  const ok = await t.stripe.invoices.update(inv.id, { due_date: now + 5 * 86_400 });
+  assert.equal(ok.due_date, now + 5 * 86_400);
+});
