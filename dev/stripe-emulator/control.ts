@@ -25,6 +25,10 @@ export interface StateDump {
   invoice_items: (StripeJson & { deleted: boolean })[];
   payment_methods: StripeJson[];
   setup_intents: StripeJson[];
+  /** Every Product, with `origin`: `api` (POST /v1/products) or `product_data` (a line's). */
+  products: (StripeJson & { origin: "api" | "product_data" })[];
+  /** Object counts, e.g. `product_count` to assert "no Product per line". */
+  product_count: number;
   event_count: number;
 }
 

@@ -4,6 +4,7 @@
  */
 import { CallLog } from "./calllog.ts";
 import { Clock } from "./clock.ts";
+import type { AmountRounding } from "./decimal.ts";
 import { ApiError } from "./errors.ts";
 import { Faults } from "./faults.ts";
 import type { FormMap } from "./form.ts";
@@ -45,6 +46,8 @@ export interface Behaviour {
   embeddedLines: number;
   /** Search result order (undocumented by Stripe). */
   searchOrder: "newest_first" | "oldest_first";
+  /** Rounding of unit_amount_decimal × quantity to minor units (Stripe's is not pinned). */
+  amountRounding: AmountRounding;
 }
 
 export function defaultBehaviour(): Behaviour {
@@ -56,6 +59,7 @@ export function defaultBehaviour(): Behaviour {
     updatedEventOnTransitions: false,
     embeddedLines: 10,
     searchOrder: "newest_first",
+    amountRounding: "half_away_from_zero",
   };
 }
 

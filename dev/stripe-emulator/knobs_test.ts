@@ -752,3 +752,144 @@ emulatorTest('due_date: "in the future" is judged on the emulator clock', async 
   const ok = await t.stripe.invoices.update(inv.id, { due_date: now + 5 * 86_400 });
   assert.equal(ok.due_date, now + 5 * 86_400);
 });
+
+// --- decimal amounts -------------------------------------------------------------------------
+
+emulatorTest("decimals: half-cent ties follow the amountRounding knob", async (t) => {
+  const c = await t.customer({});
+  const product = await t.product({ name: "usage" });
+  const inv = await t.invoice({ customer: c.id, currency: "usd" });
+  const line = (unit: string, qty: string) => ({
+    price_data: {
+      currency: "usd",
+      product: product.id,
+      unit_amount_decimal: Stripe.Decimal.from(unit),
+    },
+    quantity_decimal: Stripe.Decimal.from(qty),
+  });
+  // 100.25 × 14 = 1403.5, 0.5 × 5 = 2.5, 1.5 × 1 = 1.5, 100.25 × 0.14 = 14.035
+  const added = await t.stripe.invoices.addLines(inv.id, {
+    lines: [line("14", "100.25"), line("5", "0.5"), line("1", "1.5"), line("0.14", "100.25")],
+  });
+  assert.deepEqual(added.lines.data.map((l) => l.amount), [1404, 3, 2, 14]);
+  assert.equal(added.total, 1404 + 3 + 2 + 14);
+
+  await t.emu.control.setBehaviour({ amountRounding: "half_even" });
+  const ids = added.lines.data.map((l) => l.id);
+  const even = await t.stripe.invoices.updateLines(inv.id, {
+    lines: ids.map((id) => ({ id, metadata: { n: "1" } })),
+  });
+  // Unchanged lines keep their amounts; recomputed lines use the new rule.
+  assert.equal(even.total, 1423);
+  const redone = await t.stripe.invoices.updateLines(inv.id, {
+    lines: [
+      { id: ids[0], quantity_decimal: Stripe.Decimal.from("100.25") },
+      { id: ids[1], quantity_decimal: Stripe.Decimal.from("0.5") },
+      { id: ids[2], quantity_decimal: Stripe.Decimal.from("1.5") },
+    ],
+  });
+  assert.deepEqual(redone.lines.data.map((l) => l.amount), [1404, 2, 2, 14]);
+});
+
+emulatorTest(
+  "decimals: raw JSON carries strings; bad decimals are refused naming the field",
+  async (t) => {
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    await t.stripe.invoices.addLines(inv.id, {
+      lines: [{
+        price_data: {
+          currency: "usd",
+          product_data: { name: "x" },
+          unit_amount_decimal: Stripe.Decimal.from("0.50"),
+        },
+        quantity_decimal: Stripe.Decimal.from("2.500"),
+      }],
+    });
+    const res = await fetch(`${t.emu.url}/v1/invoices/${inv.id}/lines`, {
+      headers: { Authorization: `Bearer ${API_KEY}` },
+    });
+    const [raw] = (await res.json()).data;
+    assert.equal(raw.quantity_decimal, "2.5");
+    assert.equal(raw.quantity, 2);
+    assert.equal(raw.pricing.unit_amount_decimal, "0.5");
+    assert.equal(raw.amount, 1);
+
+    const bad = async (lineParams: Record<string, unknown>, param: string) => {
+      const err = await stripeError(
+        t.stripe.invoices.addLines(inv.id, {
+          lines: [lineParams as unknown as Stripe.InvoiceAddLinesParams.Line],
+        }),
+      );
+      assert.equal(err.statusCode, 400, param);
+      assert.equal(err.param, param);
+    };
+    const priced = { currency: "usd", product_data: { name: "x" }, unit_amount: 10 };
+    await bad({ price_data: priced, quantity: 1, quantity_decimal: "1" }, "lines[0][quantity]");
+    await bad({ price_data: priced, quantity_decimal: "-1" }, "lines[0][quantity_decimal]");
+    await bad(
+      { price_data: priced, quantity_decimal: "1.0000000000001" },
+      "lines[0][quantity_decimal]",
+    );
+    await bad({ price_data: priced, quantity_decimal: "1e3" }, "lines[0][quantity_decimal]");
+    await bad(
+      {
+        price_data: { ...priced, unit_amount: undefined, unit_amount_decimal: "-0.5" },
+        quantity: 1,
+      },
+      "lines[0][price_data][unit_amount_decimal]",
+    );
+    await bad(
+      { price_data: { ...priced, unit_amount_decimal: "10" }, quantity: 1 },
+      "lines[0][price_data][unit_amount]",
+    );
+    const state = await t.emu.control.state();
+    assert.equal(state.invoices[0].line_ids.length, 1, "refused lines add nothing");
+    assert.equal(state.product_count, 1, "refused lines create no product");
+  },
+);
+
+// --- products --------------------------------------------------------------------------------
+
+emulatorTest(
+  "products: product_data makes a new Product per line; product reuses one",
+  async (t) => {
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    const byData = { currency: "usd", product_data: { name: "usage" }, unit_amount: 100 };
+    await t.stripe.invoices.addLines(inv.id, {
+      lines: [{ price_data: byData, quantity: 1 }, { price_data: byData, quantity: 2 }],
+    });
+    let state = await t.emu.control.state();
+    assert.equal(state.product_count, 2);
+    assert.deepEqual(state.products.map((p) => [p.name, p.origin]), [
+      ["usage", "product_data"],
+      ["usage", "product_data"],
+    ]);
+    assert.equal((await t.emu.control.events("product.created")).length, 2);
+
+    const reusable = await t.product({ id: "prod_usage_hours", name: "Usage (hours)" });
+    assert.equal(reusable.id, "prod_usage_hours");
+    const dup = await stripeError(
+      t.stripe.products.create({ id: "prod_usage_hours", name: "again" }),
+    );
+    assert.equal(dup.statusCode, 400);
+    assert.equal(dup.code, "resource_already_exists");
+    const byId = { currency: "usd", product: reusable.id, unit_amount: 100 };
+    const lines = Array.from({ length: 5 }, () => ({ price_data: byId, quantity: 1 }));
+    await t.stripe.invoices.addLines(inv.id, { lines });
+    state = await t.emu.control.state();
+    assert.equal(state.product_count, 3, "lines naming a product create none");
+
+    // A refused request (second line bad) creates no Product for its first line.
+    const err = await stripeError(
+      t.stripe.invoices.addLines(inv.id, {
+        lines: [{ price_data: byData, quantity: 1 }, {
+          price_data: { ...byId, product: "prod_nope" },
+        }],
+      }),
+    );
+    assert.equal(err.param, "lines[1][price_data][product]");
+    assert.equal((await t.emu.control.state()).product_count, 3);
+  },
+);

@@ -7,6 +7,7 @@ import type {
   InvoiceItemRecord,
   InvoiceRecord,
   PaymentMethodRecord,
+  ProductRecord,
   SetupIntentRecord,
 } from "./model.ts";
 
@@ -261,6 +262,30 @@ export function renderInvoice(emu: Emulator, inv: InvoiceRecord, full = false): 
     total_taxes: [],
     webhooks_delivered_at: inv.created,
     ...inv.extra,
+  };
+}
+
+export function renderProduct(p: ProductRecord): JsonObject {
+  return {
+    id: p.id,
+    object: "product",
+    active: p.active,
+    created: p.created,
+    default_price: null,
+    description: p.description,
+    images: [],
+    livemode: false,
+    marketing_features: [],
+    metadata: { ...p.metadata },
+    name: p.name,
+    package_dimensions: null,
+    shippable: null,
+    statement_descriptor: null,
+    tax_code: null,
+    type: "service",
+    unit_label: null,
+    updated: p.updated,
+    url: null,
   };
 }
 

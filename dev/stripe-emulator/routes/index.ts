@@ -5,6 +5,7 @@ import { registerEventRoutes } from "./events.ts";
 import { registerInvoiceRoutes } from "./invoices.ts";
 import { registerLineRoutes } from "./lines.ts";
 import { registerPaymentMethodRoutes } from "./payment_methods.ts";
+import { registerProductRoutes } from "./products.ts";
 
 export function registerRoutes(r: Router): void {
   registerCustomerRoutes(r);
@@ -12,4 +13,5 @@ export function registerRoutes(r: Router): void {
   registerLineRoutes(r);
   registerPaymentMethodRoutes(r);
   registerEventRoutes(r);
+  registerProductRoutes(r);
 }
