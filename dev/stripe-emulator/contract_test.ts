@@ -972,3 +972,16 @@ contractTest("events: list by type and retrieve one", async (t) => {
   const upd = updated.data.find((e) => (e.data.object as Stripe.Customer).id === c.id)!;
   assert.deepEqual(upd.data.previous_attributes, { metadata: { more: null } });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Account
+
+contractTest("account: retrieve(null) with no id is the key's own account", async (t) => {
+  const account = await t.stripe.accounts.retrieve(null);
+  assert.match(account.id, /^acct_/);
+  assert.equal(account.object, "account");
+  assert.equal(typeof account.charges_enabled, "boolean");
+  const same = await t.stripe.accounts.retrieve(account.id);
+  assert.equal(same.id, account.id);
+  if (t.emu) assert.equal(account.id, t.emu.emulator.accountId);
+});

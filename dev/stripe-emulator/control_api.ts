@@ -123,6 +123,7 @@ const routes: [string, string, Handler][] = [
     return { ok: true };
   }],
   ["GET", "/_emulator/config", (emu) => ({
+    account_id: emu.accountId,
     latency: emu.faults.latency,
     rate_limits: emu.faults.rateLimits,
     search: emu.searchKnobs,

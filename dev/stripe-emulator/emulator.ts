@@ -8,7 +8,7 @@ import type { AmountRounding } from "./decimal.ts";
 import { ApiError } from "./errors.ts";
 import { Faults } from "./faults.ts";
 import type { FormMap } from "./form.ts";
-import { newId } from "./ids.ts";
+import { newId, randomBase62 } from "./ids.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import type { JsonObject } from "./json.ts";
 import type { CustomerRecord, InvoiceRecord } from "./model.ts";
@@ -74,11 +74,24 @@ export interface SearchKnobs {
 export interface RequestInfo {
   id: string | null;
   idempotencyKey: string | null;
+  /** Made with a live-mode key (`sk_live_`/`rk_live_`); dashboard changes are test mode. */
+  livemode?: boolean;
+}
+
+const ACCOUNT_ID = /^acct_[A-Za-z0-9]{1,250}$/;
+
+/** A Stripe-shaped account id, new for each emulator instance unless one is configured. */
+export function newAccountId(): string {
+  return `acct_1${randomBase62(15)}`;
 }
 
 export const DASHBOARD: RequestInfo = { id: null, idempotencyKey: null };
 
 export class Emulator {
+  /** The account every key of this instance belongs to (`GET /v1/account`). */
+  readonly accountId: string;
+  /** When the account was created (instance start, seconds). */
+  readonly accountCreated: number;
   readonly clock = new Clock();
   store = new Store();
   behaviour: Behaviour = defaultBehaviour();
@@ -91,7 +104,13 @@ export class Emulator {
   readonly router = new Router();
   readonly webhooks: WebhookDispatcher;
 
-  constructor() {
+  constructor(opts: { accountId?: string } = {}) {
+    const accountId = opts.accountId ?? newAccountId();
+    if (!ACCOUNT_ID.test(accountId)) {
+      throw new Error(`accountId must look like acct_ followed by letters and digits`);
+    }
+    this.accountId = accountId;
+    this.accountCreated = this.clock.nowSeconds();
     registerRoutes(this.router);
     this.webhooks = new WebhookDispatcher((id) => {
       const rec = this.store.events.get(id);
@@ -118,7 +137,7 @@ export class Emulator {
       api_version: this.behaviour.apiVersion,
       created: this.clock.created(),
       data,
-      livemode: false,
+      livemode: request.livemode ?? false,
       pending_webhooks: this.webhooks.enabled ? 1 : 0,
       request: { id: request.id, idempotency_key: request.idempotencyKey },
       type,

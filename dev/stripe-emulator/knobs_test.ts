@@ -1,6 +1,8 @@
 /** Emulator-only knobs, each shown through the official SDK. */
 import assert from "node:assert/strict";
-import { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
+import { createStripe, Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
+import { Emulator } from "./emulator.ts";
+import { startStripeEmulator } from "./server.ts";
 import {
   emulatorClient,
   type EmulatorTarget,
@@ -893,3 +895,76 @@ emulatorTest(
     assert.equal((await t.emu.control.state()).product_count, 3);
   },
 );
+
+// --- account and key modes --------------------------------------------------------------------
+
+emulatorTest("account: accountId option; each instance has its own default", async (t) => {
+  const bound = await startStripeEmulator({ port: 0, accountId: "acct_1BillingTests01" });
+  const other = await startStripeEmulator({ port: 0 });
+  try {
+    const a = await emulatorClient(bound.port).accounts.retrieve(null);
+    assert.equal(a.id, "acct_1BillingTests01");
+    assert.equal(a.object, "account");
+    assert.equal((await bound.control.config()).account_id, "acct_1BillingTests01");
+    const b = await emulatorClient(other.port).accounts.retrieve(null);
+    const mine = await t.stripe.accounts.retrieve(null);
+    assert.match(b.id, /^acct_1[A-Za-z0-9]{15}$/);
+    assert.notEqual(b.id, mine.id, "two default instances are two accounts");
+    // Reset forgets objects, not which account this is.
+    await t.emu.control.reset();
+    assert.equal((await t.stripe.accounts.retrieve(null)).id, mine.id);
+    const foreign = await stripeError(t.stripe.accounts.retrieve(b.id));
+    assert.equal(foreign.statusCode, 403);
+    // Finalized invoices link to this account's hosted pages.
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    await t.stripe.invoices.addLines(inv.id, { lines: [{ amount: 100 }] });
+    const open = await t.stripe.invoices.finalizeInvoice(inv.id);
+    assert.ok(open.hosted_invoice_url?.includes(`/${mine.id}/`));
+    assert.throws(() => new Emulator({ accountId: "not-an-account" }), /acct_/);
+  } finally {
+    await bound.close();
+    await other.close();
+  }
+});
+
+emulatorTest("keys: live and restricted keys; livemode follows the key's mode", async (t) => {
+  const client = (key: string) =>
+    createStripe({ secretKey: key, host: "127.0.0.1", port: t.emu.port, protocol: "http" });
+  const live = client("sk_live_emulator");
+  const restrictedLive = client("rk_live_emulator");
+  const restrictedTest = client("rk_test_emulator");
+
+  const liveCustomer = await live.customers.create({ name: "live" });
+  assert.equal(liveCustomer.livemode, true);
+  const inv = await restrictedLive.invoices.create({ customer: liveCustomer.id, currency: "usd" });
+  assert.equal(inv.livemode, true);
+  const added = await restrictedLive.invoices.addLines(inv.id, { lines: [{ amount: 100 }] });
+  assert.ok(added.lines.data.every((l) => l.livemode === true));
+  const testCustomer = await restrictedTest.customers.create({ name: "test" });
+  assert.equal(testCustomer.livemode, false);
+  assert.equal(
+    (await t.stripe.customers.retrieve(testCustomer.id) as Stripe.Customer).livemode,
+    false,
+  );
+
+  // Events record the mode of the request that caused them.
+  const created = await t.emu.control.events("customer.created");
+  assert.deepEqual(
+    created.map((e) => [e.livemode, (e.data as { object: { name: string } }).object.name]),
+    [
+      [true, "live"],
+      [false, "test"],
+    ],
+  );
+  // Idempotency keys are per mode: the same key in test mode is a new request.
+  const key = `k-${crypto.randomUUID()}`;
+  const a = await live.customers.create({ name: "k" }, { idempotencyKey: key });
+  const b = await t.stripe.customers.create({ name: "k" }, { idempotencyKey: key });
+  assert.notEqual(a.id, b.id);
+  assert.equal(responseHeader(b, "idempotent-replayed"), null);
+
+  const bad = await stripeError(client("pk_live_emulator").customers.list());
+  assert.equal(bad.statusCode, 401);
+  assert.ok(!bad.message.includes("emulator"), "the key is not echoed");
+});

@@ -11,8 +11,6 @@ import type {
   SetupIntentRecord,
 } from "./model.ts";
 
-export const ACCOUNT_ID = "acct_1EmulatorTest000";
-
 /** `full` renders a deleted customer's last state (for the control API's state dump). */
 export function renderCustomer(c: CustomerRecord, full = false): JsonObject {
   if (c.deleted && !full) return deletedStub(c.id, "customer");

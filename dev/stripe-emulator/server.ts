@@ -25,6 +25,8 @@ export interface EmulatorOptions {
   /** Webhook attempts per event (default 4). */
   webhookMaxAttempts?: number;
   webhookRetryDelaysMs?: number[];
+  /** The account id `GET /v1/account` reports (default: a new id for each instance). */
+  accountId?: string;
 }
 
 export interface RunningEmulator {
@@ -43,7 +45,32 @@ interface Reply {
   headers: Record<string, string>;
 }
 
-const API_KEY = /^sk_(test|live)_[A-Za-z0-9_]{1,247}$/;
+/** Secret and restricted keys, test or live mode. */
+const API_KEY = /^(sk|rk)_(test|live)_[A-Za-z0-9_]{1,247}$/;
+
+/** The mode a key's prefix names (only called on keys that passed `checkAuth`). */
+function keyLivemode(header: string | undefined): boolean {
+  let key = "";
+  if (header && /^bearer /i.test(header)) key = header.slice(7).trim();
+  else if (header && /^basic /i.test(header)) {
+    try {
+      key = atob(header.slice(6).trim()).split(":")[0];
+    } catch {
+      key = "";
+    }
+  }
+  return /^(sk|rk)_live_/.test(key);
+}
+
+/** Serializes a response so every `livemode` reports the mode of the key that asked. */
+function stringifyFor(result: JsonObject, livemode: boolean): string {
+  if (!livemode) return JSON.stringify(result, null, 2);
+  return JSON.stringify(
+    result,
+    (k, v) => (k === "livemode" && typeof v === "boolean" ? true : v),
+    2,
+  );
+}
 
 function errorReply(err: ApiError, requestId: string): Reply {
   return {
@@ -77,7 +104,7 @@ function checkAuth(header: string | undefined): ApiError | null {
     }
   }
   if (!API_KEY.test(key)) {
-    const shown = /^sk_(test|live)_/.test(key) ? `${key.slice(0, 8)}********` : "********";
+    const shown = /^(sk|rk)_(test|live)_/.test(key) ? `${key.slice(0, 8)}********` : "********";
     return authError(`Invalid API Key provided: ${shown}`);
   }
   return null;
@@ -266,6 +293,9 @@ export class EmulatorServer {
 
     const authErr = checkAuth(header("authorization"));
     if (authErr) return fail(authErr);
+    const livemode = keyLivemode(header("authorization"));
+    // Keys are scoped to the account's mode: a test key never replays a live request.
+    const idemKey = key === null ? null : `${livemode ? "live" : "test"}:${key}`;
     if (!match) {
       return fail(
         new ApiError({
@@ -306,7 +336,7 @@ export class EmulatorServer {
     }
     if (key !== null) {
       const endpoint = `${method} ${path}`;
-      const found = emu.idempotency.begin(key, endpoint, canonicalForm(tree));
+      const found = emu.idempotency.begin(idemKey!, endpoint, canonicalForm(tree));
       switch (found.kind) {
         case "replay":
           replayed = true;
@@ -379,9 +409,9 @@ export class EmulatorServer {
           emu,
           params: new Params(tree),
           path: match.params,
-          request: { id: requestId, idempotencyKey: echoKey ?? null },
+          request: { id: requestId, idempotencyKey: echoKey ?? null, livemode },
         });
-        reply = { status: 200, body: JSON.stringify(result, null, 2), headers: {} };
+        reply = { status: 200, body: stringifyFor(result, livemode), headers: {} };
       } catch (e) {
         const err = e instanceof ApiError ? e : apiError(500);
         if (!(e instanceof ApiError)) console.error("stripe-emulator: handler crashed", e);
@@ -396,13 +426,13 @@ export class EmulatorServer {
     }
     if (key !== null) {
       if (reply && store) {
-        emu.idempotency.complete(key, {
+        emu.idempotency.complete(idemKey!, {
           ...reply,
           requestId,
           fault: exec && answersError ? fault : null,
         });
       } else {
-        emu.idempotency.abandon(key);
+        emu.idempotency.abandon(idemKey!);
       }
     }
     if (slowMs > 0 && writeFirst) await this.sleep(slowMs);
@@ -448,7 +478,7 @@ export class EmulatorServer {
 
 /** Starts an emulator; tests pass `port: 0` for a free port. */
 export async function startStripeEmulator(opts: EmulatorOptions = {}): Promise<RunningEmulator> {
-  const emulator = new Emulator();
+  const emulator = new Emulator({ accountId: opts.accountId });
   if (opts.webhookUrl || opts.webhookSecret) {
     emulator.webhooks.configure({
       url: opts.webhookUrl ?? null,

@@ -1,5 +1,6 @@
 /** Registers every API route. */
 import type { Router } from "../router.ts";
+import { registerAccountRoutes } from "./account.ts";
 import { registerCustomerRoutes } from "./customers.ts";
 import { registerEventRoutes } from "./events.ts";
 import { registerInvoiceRoutes } from "./invoices.ts";
@@ -14,4 +15,5 @@ export function registerRoutes(r: Router): void {
   registerPaymentMethodRoutes(r);
   registerEventRoutes(r);
   registerProductRoutes(r);
+  registerAccountRoutes(r);
 }
