@@ -24,11 +24,11 @@ import {
 import { Store } from "./store.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
 
-/** The API version the emulated account renders events in (reference §0). */
+/** The API version the emulated account renders events in (the one stripe@23.1.0 pins). */
 export const DEFAULT_API_VERSION = "2026-10-28.endive";
 
 /**
- * Behaviours the reference marks [U] (unverified): configurable, with the defaults documented
+ * Behaviours Stripe does not document (unverified): configurable, with the defaults documented
  * in README.md. The publisher must not depend on them.
  */
 export interface Behaviour {

@@ -89,7 +89,7 @@ function emitTransition(
   }
 }
 
-/** draft -> open, or straight to paid when nothing is due (reference §5.1). */
+/** draft -> open, or straight to paid when nothing is due (as Stripe does for $0). */
 export function finalize(emu: Emulator, inv: InvoiceRecord, request: RequestInfo): void {
   const before = renderInvoice(emu, inv);
   const c = emu.store.customers.get(inv.customer);

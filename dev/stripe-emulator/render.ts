@@ -66,7 +66,7 @@ export interface InvoiceAmounts {
 }
 
 /**
- * Totals from lines (reference §5.9): no discounts or taxes, so subtotal = total; the
+ * Totals from lines: no discounts or taxes, so subtotal = total; the
  * customer's balance (current while draft, frozen at finalization) adjusts amount_due, and a
  * negative result is due as 0.
  */

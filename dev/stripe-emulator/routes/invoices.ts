@@ -1,4 +1,4 @@
-/** Invoices: create, retrieve, update, delete, list, search and the status actions (§5). */
+/** Invoices: create, retrieve, update, delete, list, search and the status actions. */
 import type { Emulator, RequestInfo } from "../emulator.ts";
 import { ApiError, invalid, invalidParam } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -172,7 +172,7 @@ export function createInvoice(emu: Emulator, p: Params, request: RequestInfo): I
   const behavior = p.oneOf("pending_invoice_items_behavior", ["exclude", "include"] as const) ??
     "exclude";
   if (behavior === "include") {
-    // Pending items come first, newest first (reference §5.7).
+    // Pending items come first, newest first (Stripe's documented line order).
     const pending = [...(emu.store.itemsByCustomer.get(c.id)?.newestFirst() ?? [])]
       .filter((i) => i.invoice === null && i.currency === currency);
     checkCapacity(inv, pending.length);

@@ -1,4 +1,4 @@
-/** Invoice lines (list, add/update/remove, single update) and invoice items (§5.7, §5.8). */
+/** Invoice lines (list, add/update/remove, single update) and invoice items. */
 import type { Emulator, RequestInfo } from "../emulator.ts";
 import { invalid, invalidParam, missingParam, noSuch } from "../errors.ts";
 import { newId } from "../ids.ts";
