@@ -864,7 +864,7 @@ emulatorTest(
     });
     let state = await t.emu.control.state();
     assert.equal(state.product_count, 2);
-    assert.deepEqual(state.products.map((p) => [p.name, p.origin]), [
+    assert.deepEqual(state.products?.map((p) => [p.name, p.origin]), [
       ["usage", "product_data"],
       ["usage", "product_data"],
     ]);
