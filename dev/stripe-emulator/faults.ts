@@ -217,6 +217,10 @@ export class Faults {
       skipped: 0,
       remaining: spec.count ?? 1,
     };
+    // Resolve the default once, so faults() shows whether this error will be replayed.
+    if (["error", "lock_timeout", "rate_limit"].includes(spec.kind)) {
+      fault.replay = replaysError(spec);
+    }
     this.active.push(fault);
     return fault;
   }

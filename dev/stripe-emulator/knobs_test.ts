@@ -101,7 +101,11 @@ emulatorTest(
   "faults: a lock_timeout 429 is replayed to every same-key retry until the key expires",
   async (t) => {
     const c = await t.customer({ name: "before" });
-    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    const fault = await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "lock_timeout",
+    });
+    assert.equal(fault.replay, true, "lock_timeout replays by default");
     const key = `k-${crypto.randomUUID()}`;
     const first = await stripeError(
       t.stripe.customers.update(c.id, { name: "after" }, { idempotencyKey: key }),
