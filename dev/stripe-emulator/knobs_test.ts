@@ -791,6 +791,15 @@ emulatorTest("decimals: half-cent ties follow the amountRounding knob", async (t
   assert.deepEqual(added.lines.data.map((l) => l.amount), [1404, 3, 2, 14]);
   assert.equal(added.total, 1404 + 3 + 2 + 14);
 
+  // Exact, not binary floating point: 1.005¢ × 100 is 100.5¢ (a float says 100.49999999999999).
+  const item = await t.stripe.invoiceItems.create({
+    customer: c.id,
+    currency: "usd",
+    unit_amount_decimal: Stripe.Decimal.from("1.005"),
+    quantity: 100,
+  });
+  assert.equal(item.amount, 101);
+
   await t.emu.control.setBehaviour({ amountRounding: "half_even" });
   const ids = added.lines.data.map((l) => l.id);
   const even = await t.stripe.invoices.updateLines(inv.id, {
