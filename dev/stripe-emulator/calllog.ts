@@ -12,6 +12,8 @@ export interface CallRecord {
   requestId: string;
   idempotencyKey: string | null;
   replayed: boolean;
+  /** On a replay, the `requestId` of the request whose saved response was sent. */
+  originalRequestId: string | null;
   /** Whether the endpoint's handler ran (a write may be applied even if the client saw none). */
   executed: boolean;
   /** Injected fault or limiter that shaped the response, e.g. `drop:after_headers`. */

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import {
   createStripe,
+  Stripe,
   STRIPE_API_VERSION,
 } from "../../supabase/functions/_shared/stripe_client.ts";
-import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 import { contractTest, responseHeader, stripeError, type Target } from "./test_support.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -423,6 +423,127 @@ contractTest("invoices: add, list, update and remove lines; totals follow", asyn
   assert.equal(wrong.statusCode, 400);
 });
 
+// ---------------------------------------------------------------------------------------------
+// Decimal quantities and prices (values chosen so no product ends in exactly half a cent: real
+// Stripe's tie rounding is not pinned; knobs_test.ts covers the emulator's tie rule).
+
+const dec = (v: string) => Stripe.Decimal.from(v);
+
+contractTest("lines: quantity_decimal × unit_amount_decimal, rounded to the cent", async (t) => {
+  const c = await t.customer({});
+  const product = await t.product({ name: `usage ${t.tag}` });
+  const inv = await t.invoice({ customer: c.id, currency: "usd" });
+  const added = await t.stripe.invoices.addLines(inv.id, {
+    lines: [{
+      price_data: { currency: "usd", product: product.id, unit_amount_decimal: dec("14.2") },
+      quantity_decimal: dec("100.25"),
+      description: "100.25 h",
+    }],
+  });
+  // 100.25 × 14.2¢ = 1423.55¢ -> 1424¢
+  assert.equal(added.total, 1424);
+  const [line] = (await t.stripe.invoices.listLineItems(inv.id)).data;
+  assert.equal(line.amount, 1424);
+  assert.equal(line.quantity, 100, "quantity is the truncated integer");
+  assert.equal(String(line.quantity_decimal), "100.25");
+  assert.equal(String(line.pricing?.unit_amount_decimal), "14.2");
+  assert.equal(line.pricing?.price_details?.product, product.id);
+
+  // update_lines: 0.5 × 14.2¢ = 7.1¢ -> 7¢
+  const updated = await t.stripe.invoices.updateLines(inv.id, {
+    lines: [{ id: line.id, quantity_decimal: dec("0.5") }],
+  });
+  assert.equal(updated.total, 7);
+  // single line: 3.333 × 14.2¢ = 47.3286¢ -> 47¢, quantity 3
+  const single = await t.stripe.invoices.updateLineItem(inv.id, line.id, {
+    quantity_decimal: dec("3.333"),
+  });
+  assert.equal(single.amount, 47);
+  assert.equal(single.quantity, 3);
+  assert.equal(String(single.quantity_decimal), "3.333");
+
+  // invoice items: 1000.4 × 0.0125¢ = 12.505¢ -> 13¢
+  const item = await t.stripe.invoiceItems.create({
+    customer: c.id,
+    invoice: inv.id,
+    currency: "usd",
+    unit_amount_decimal: dec("0.0125"),
+    quantity_decimal: dec("1000.4"),
+  });
+  assert.equal(item.amount, 13);
+  assert.equal(item.quantity, 1000);
+  assert.equal(String(item.quantity_decimal), "1000.4");
+  assert.equal(String(item.pricing?.unit_amount_decimal), "0.0125");
+  // 2.75 × 0.0125¢ = 0.034375¢ -> 0¢
+  const smaller = await t.stripe.invoiceItems.update(item.id, { quantity_decimal: dec("2.75") });
+  assert.equal(smaller.amount, 0);
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).total, 47);
+
+  // quantity and quantity_decimal together are refused; nothing is added.
+  const both = await stripeError(
+    t.stripe.invoices.addLines(inv.id, {
+      lines: [{
+        price_data: { currency: "usd", product: product.id, unit_amount: 10 },
+        quantity: 2,
+        quantity_decimal: dec("2"),
+      }],
+    }),
+  );
+  assert.equal(both.statusCode, 400);
+  assert.equal(both.rawType, "invalid_request_error");
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).lines.data.length, 2);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Products
+
+contractTest("products: create (idempotent), retrieve, list by ids, update", async (t) => {
+  const key = `k-${t.tag}`;
+  const p = await t.product({ name: `Usage ${t.tag}`, metadata: { tag: t.tag } }, {
+    idempotencyKey: key,
+  });
+  assert.match(p.id, /^prod_/);
+  assert.equal(p.object, "product");
+  assert.equal(p.name, `Usage ${t.tag}`);
+  assert.equal(p.active, true);
+  assert.equal(p.livemode, false);
+  assert.deepEqual(p.metadata, { tag: t.tag });
+  const replay = await t.product({ name: `Usage ${t.tag}`, metadata: { tag: t.tag } }, {
+    idempotencyKey: key,
+  });
+  assert.equal(replay.id, p.id);
+  assert.equal(responseHeader(replay, "idempotent-replayed"), "true");
+
+  const got = await t.stripe.products.retrieve(p.id);
+  assert.equal(got.name, p.name);
+  const other = await t.product({ name: `Other ${t.tag}` });
+  const listed = await t.stripe.products.list({ ids: [p.id, other.id], limit: 10 });
+  assert.deepEqual(listed.data.map((x) => x.id).sort(), [p.id, other.id].sort());
+
+  const renamed = await t.stripe.products.update(p.id, { name: `Renamed ${t.tag}` });
+  assert.equal(renamed.name, `Renamed ${t.tag}`);
+  const missing = await stripeError(t.stripe.products.retrieve("prod_doesnotexist000"));
+  assert.equal(missing.statusCode, 404);
+  assert.equal(missing.code, "resource_missing");
+});
+
+contractTest("products: price_data.product must name an existing product", async (t) => {
+  const c = await t.customer({});
+  const inv = await t.invoice({ customer: c.id, currency: "usd" });
+  const err = await stripeError(
+    t.stripe.invoices.addLines(inv.id, {
+      lines: [{
+        price_data: { currency: "usd", product: "prod_doesnotexist000", unit_amount: 100 },
+        quantity: 1,
+      }],
+    }),
+  );
+  assert.equal(err.statusCode, 400);
+  assert.equal(err.code, "resource_missing");
+  assert.equal(err.param, "lines[0][price_data][product]");
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).total, 0);
+});
+
 contractTest("invoices: lines paginate in both directions", async (t) => {
   const c = await t.customer({});
   const inv = await t.invoice({ customer: c.id, currency: "usd" });
@@ -604,6 +725,39 @@ contractTest(
     assert.equal(unknown.code, "parameter_unknown");
   },
 );
+
+contractTest("invoices: a due_date in the past is refused on create and update", async (t) => {
+  const c = await t.customer({});
+  const now = Math.floor(Date.now() / 1000);
+  const past = await stripeError(
+    t.stripe.invoices.create({
+      customer: c.id,
+      currency: "usd",
+      collection_method: "send_invoice",
+      due_date: now - 3600,
+    }),
+  );
+  assert.equal(past.statusCode, 400);
+  assert.equal(past.rawType, "invalid_request_error");
+  assert.equal(past.param, "due_date");
+  assert.match(past.message, /future/);
+
+  const inv = await t.invoice({
+    customer: c.id,
+    currency: "usd",
+    collection_method: "send_invoice",
+    due_date: now + 7 * 86_400,
+  });
+  assert.equal(inv.due_date, now + 7 * 86_400);
+  const stale = await stripeError(t.stripe.invoices.update(inv.id, { due_date: now - 86_400 }));
+  assert.equal(stale.statusCode, 400);
+  assert.equal(stale.param, "due_date");
+  assert.match(stale.message, /future/);
+  // Nothing was written.
+  assert.equal((await t.stripe.invoices.retrieve(inv.id)).due_date, now + 7 * 86_400);
+  const later = await t.stripe.invoices.update(inv.id, { due_date: now + 14 * 86_400 });
+  assert.equal(later.due_date, now + 14 * 86_400);
+});
 
 contractTest("invoices: search by metadata, customer, status, total", async (t) => {
   const c = await t.customer({});
@@ -817,4 +971,17 @@ contractTest("events: list by type and retrieve one", async (t) => {
   );
   const upd = updated.data.find((e) => (e.data.object as Stripe.Customer).id === c.id)!;
   assert.deepEqual(upd.data.previous_attributes, { metadata: { more: null } });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Account
+
+contractTest("account: retrieve(null) with no id is the key's own account", async (t) => {
+  const account = await t.stripe.accounts.retrieve(null);
+  assert.match(account.id, /^acct_/);
+  assert.equal(account.object, "account");
+  assert.equal(typeof account.charges_enabled, "boolean");
+  const same = await t.stripe.accounts.retrieve(account.id);
+  assert.equal(same.id, account.id);
+  if (t.emu) assert.equal(account.id, t.emu.emulator.accountId);
 });

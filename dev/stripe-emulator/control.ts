@@ -25,6 +25,12 @@ export interface StateDump {
   invoice_items: (StripeJson & { deleted: boolean })[];
   payment_methods: StripeJson[];
   setup_intents: StripeJson[];
+  // Optional only so dumps assembled elsewhere (bench/lib/checks.ts) still type-check; the
+  // emulator always sends both.
+  /** Every Product, with `origin`: `api` (POST /v1/products) or `product_data` (a line's). */
+  products?: (StripeJson & { origin: "api" | "product_data" })[];
+  /** How many Products exist, to assert "no Product per line". */
+  product_count?: number;
   event_count: number;
 }
 

@@ -9,7 +9,7 @@ import type { FaultSpec } from "./faults.ts";
 import { formFromJson, type FormMap } from "./form.ts";
 import type { JsonObject } from "./json.ts";
 import { invoiceAmounts, renderCustomer, renderInvoice, renderInvoiceItem } from "./render.ts";
-import { renderPaymentMethod, renderSetupIntent } from "./render.ts";
+import { renderPaymentMethod, renderProduct, renderSetupIntent } from "./render.ts";
 import {
   attachPaymentMethod,
   createCard,
@@ -103,6 +103,8 @@ function stateDump(emu: Emulator): JsonObject {
     })),
     payment_methods: [...s.paymentMethods.values()].map(renderPaymentMethod),
     setup_intents: [...s.setupIntents.values()].map(renderSetupIntent),
+    products: [...s.products.values()].map((p) => ({ ...renderProduct(p), origin: p.origin })),
+    product_count: s.products.size,
     event_count: s.events.size,
   };
 }
@@ -121,6 +123,7 @@ const routes: [string, string, Handler][] = [
     return { ok: true };
   }],
   ["GET", "/_emulator/config", (emu) => ({
+    account_id: emu.accountId,
     latency: emu.faults.latency,
     rate_limits: emu.faults.rateLimits,
     search: emu.searchKnobs,

@@ -4,10 +4,11 @@
  */
 import { CallLog } from "./calllog.ts";
 import { Clock } from "./clock.ts";
+import type { AmountRounding } from "./decimal.ts";
 import { ApiError } from "./errors.ts";
 import { Faults } from "./faults.ts";
 import type { FormMap } from "./form.ts";
-import { newId } from "./ids.ts";
+import { newId, randomBase62 } from "./ids.ts";
 import { IdempotencyStore } from "./idempotency.ts";
 import type { JsonObject } from "./json.ts";
 import type { CustomerRecord, InvoiceRecord } from "./model.ts";
@@ -23,11 +24,11 @@ import {
 import { Store } from "./store.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
 
-/** The API version the emulated account renders events in (reference §0). */
+/** The API version the emulated account renders events in (the one stripe@23.1.0 pins). */
 export const DEFAULT_API_VERSION = "2026-10-28.endive";
 
 /**
- * Behaviours the reference marks [U] (unverified): configurable, with the defaults documented
+ * Behaviours Stripe does not document (unverified): configurable, with the defaults documented
  * in README.md. The publisher must not depend on them.
  */
 export interface Behaviour {
@@ -45,6 +46,8 @@ export interface Behaviour {
   embeddedLines: number;
   /** Search result order (undocumented by Stripe). */
   searchOrder: "newest_first" | "oldest_first";
+  /** Rounding of unit_amount_decimal × quantity to minor units (Stripe's is not pinned). */
+  amountRounding: AmountRounding;
 }
 
 export function defaultBehaviour(): Behaviour {
@@ -56,6 +59,7 @@ export function defaultBehaviour(): Behaviour {
     updatedEventOnTransitions: false,
     embeddedLines: 10,
     searchOrder: "newest_first",
+    amountRounding: "half_away_from_zero",
   };
 }
 
@@ -70,11 +74,24 @@ export interface SearchKnobs {
 export interface RequestInfo {
   id: string | null;
   idempotencyKey: string | null;
+  /** Made with a live-mode key (`sk_live_`/`rk_live_`); dashboard changes are test mode. */
+  livemode?: boolean;
+}
+
+const ACCOUNT_ID = /^acct_[A-Za-z0-9]{1,250}$/;
+
+/** A Stripe-shaped account id, new for each emulator instance unless one is configured. */
+export function newAccountId(): string {
+  return `acct_1${randomBase62(15)}`;
 }
 
 export const DASHBOARD: RequestInfo = { id: null, idempotencyKey: null };
 
 export class Emulator {
+  /** The account every key of this instance belongs to (`GET /v1/account`). */
+  readonly accountId: string;
+  /** When the account was created (instance start, seconds). */
+  readonly accountCreated: number;
   readonly clock = new Clock();
   store = new Store();
   behaviour: Behaviour = defaultBehaviour();
@@ -87,7 +104,13 @@ export class Emulator {
   readonly router = new Router();
   readonly webhooks: WebhookDispatcher;
 
-  constructor() {
+  constructor(opts: { accountId?: string } = {}) {
+    const accountId = opts.accountId ?? newAccountId();
+    if (!ACCOUNT_ID.test(accountId)) {
+      throw new Error(`accountId must look like acct_ followed by letters and digits`);
+    }
+    this.accountId = accountId;
+    this.accountCreated = this.clock.nowSeconds();
     registerRoutes(this.router);
     this.webhooks = new WebhookDispatcher((id) => {
       const rec = this.store.events.get(id);
@@ -114,7 +137,7 @@ export class Emulator {
       api_version: this.behaviour.apiVersion,
       created: this.clock.created(),
       data,
-      livemode: false,
+      livemode: request.livemode ?? false,
       pending_webhooks: this.webhooks.enabled ? 1 : 0,
       request: { id: request.id, idempotency_key: request.idempotencyKey },
       type,

@@ -91,6 +91,7 @@ const NOUNS: Record<string, string> = {
   pm: "PaymentMethod",
   seti: "setupintent",
   evt: "event",
+  prod: "product",
 };
 
 /** "No such invoice: 'in_x'": 404 when the id is in the URL path, 400 when it is a body param. */

@@ -1,8 +1,10 @@
 /**
  * Fault knobs: latency, token-bucket rate limits per class, and injected faults by route.
  */
-export type FaultKind = "error" | "rate_limit" | "lock_timeout" | "timeout" | "drop";
+export type FaultKind = "error" | "rate_limit" | "lock_timeout" | "timeout" | "drop" | "slow";
 export type DropMode = "before_response" | "after_headers";
+/** `slow`: whether the write lands before the delay (answer late) or after it. */
+export type SlowWriteAt = "before_delay" | "after_delay";
 
 export interface FaultSpec {
   /** `METHOD /path`: method or `*`; path segments may be `:param` (any one) or a final `*`. */
@@ -29,10 +31,18 @@ export interface FaultSpec {
   /** `drop`: close without a byte, or after the status line and headers (default). */
   mode?: DropMode;
   /**
-   * `error`: whether the idempotency layer saves this response (Stripe saves 5xx once execution
-   * has begun). Default: true for 500, false for 502/503/504 (edge failures).
+   * `error`, `lock_timeout`, `rate_limit`: save the injected error under the request's
+   * Idempotency-Key, so every retry with that key gets it back (`Idempotent-Replayed: true`)
+   * until the key expires. Stripe saves a response once execution has begun. Default: true for
+   * 500 and `lock_timeout`, false for 502/503/504 (edge failures) and `rate_limit` (limiter).
    */
+  replay?: boolean;
+  /** Former name of `replay` (error faults only). */
   storeIdempotent?: boolean;
+  /** `slow`: how long to hold the request before answering normally. */
+  delayMs?: number;
+  /** `slow`: apply the write before the delay or after it (default `after_delay`). */
+  writeAt?: SlowWriteAt;
 }
 
 export interface ActiveFault extends FaultSpec {
@@ -46,16 +56,25 @@ export interface ActiveFault extends FaultSpec {
 export type FaultStage = "edge" | "execution";
 
 export function faultStage(f: FaultSpec): FaultStage {
-  if (f.kind === "rate_limit") return "edge";
-  if (f.kind === "error") return storesIdempotent(f) ? "execution" : "edge";
+  if (f.kind === "rate_limit" || f.kind === "error") return replaysError(f) ? "execution" : "edge";
   return "execution";
 }
 
-export function storesIdempotent(f: FaultSpec): boolean {
-  return f.storeIdempotent ?? (f.status ?? 500) === 500;
+/** Whether the injected error is saved for replay under the request's Idempotency-Key. */
+export function replaysError(f: FaultSpec): boolean {
+  switch (f.kind) {
+    case "error":
+      return f.replay ?? f.storeIdempotent ?? (f.status ?? 500) === 500;
+    case "lock_timeout":
+      return f.replay ?? true;
+    case "rate_limit":
+      return f.replay ?? false;
+    default:
+      return false;
+  }
 }
 
-const KINDS: FaultKind[] = ["error", "rate_limit", "lock_timeout", "timeout", "drop"];
+const KINDS: FaultKind[] = ["error", "rate_limit", "lock_timeout", "timeout", "drop", "slow"];
 
 export function validateFault(spec: FaultSpec): void {
   if (!KINDS.includes(spec.kind)) throw new Error(`unknown fault kind: ${spec.kind}`);
@@ -67,6 +86,23 @@ export function validateFault(spec: FaultSpec): void {
   }
   if (spec.mode && spec.mode !== "before_response" && spec.mode !== "after_headers") {
     throw new Error("drop mode is before_response or after_headers");
+  }
+  if (spec.replay !== undefined && typeof spec.replay !== "boolean") {
+    throw new Error("replay must be true or false");
+  }
+  if (spec.replay === true && !["error", "lock_timeout", "rate_limit"].includes(spec.kind)) {
+    // Nothing is answered to save; a write they apply (applyWrite) is saved and replayed anyway.
+    throw new Error(
+      `replay applies to error, lock_timeout and rate_limit faults, not ${spec.kind}`,
+    );
+  }
+  if (spec.kind === "slow") {
+    if (typeof spec.delayMs !== "number" || !(spec.delayMs > 0)) {
+      throw new Error("slow faults need delayMs > 0");
+    }
+    if (spec.writeAt && spec.writeAt !== "before_delay" && spec.writeAt !== "after_delay") {
+      throw new Error("writeAt is before_delay or after_delay");
+    }
   }
 }
 
@@ -181,6 +217,10 @@ export class Faults {
       skipped: 0,
       remaining: spec.count ?? 1,
     };
+    // Resolve the default once, so faults() shows whether this error will be replayed.
+    if (["error", "lock_timeout", "rate_limit"].includes(spec.kind)) {
+      fault.replay = replaysError(spec);
+    }
     this.active.push(fault);
     return fault;
   }

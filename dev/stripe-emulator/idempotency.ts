@@ -1,6 +1,6 @@
 /**
- * Stripe's v1 idempotency layer (reference §1.7): the first executed response for a key is saved
- * (5xx included) and replayed; a different request under the same key is an `idempotency_error`;
+ * Stripe's v1 idempotency layer: the first executed response for a key is saved (errors raised
+ * once execution began included: 500s, lock_timeout 429s, state errors) and replayed; a different request under the same key is an `idempotency_error`;
  * a key still executing is a 409. Keys expire after a window measured on the emulator clock.
  */
 import type { Clock } from "./clock.ts";
@@ -10,6 +10,8 @@ export interface SavedResponse {
   body: string;
   requestId: string;
   headers: Record<string, string>;
+  /** Label of the injected fault this response is, if any (for the call log on replays). */
+  fault: string | null;
 }
 
 interface Entry {

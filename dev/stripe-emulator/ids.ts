@@ -23,7 +23,7 @@ export function randomBase62(length: number): string {
 }
 
 /** Lengths mimic what Stripe issues today (opaque per the API versioning policy). */
-const LENGTHS: Record<string, number> = { cus: 14, req: 14 };
+const LENGTHS: Record<string, number> = { cus: 14, req: 14, prod: 14, acct: 16 };
 
 export function newId(prefix: string): string {
   return `${prefix}_${randomBase62(LENGTHS[prefix] ?? 24)}`;

@@ -4,7 +4,7 @@ import { ApiError, invalid } from "./errors.ts";
 import { newId, randomBase62 } from "./ids.ts";
 import { type JsonObject, previousAttributes } from "./json.ts";
 import type { InvoiceItemRecord, InvoiceRecord } from "./model.ts";
-import { ACCOUNT_ID, customerSnapshot, invoiceAmounts, renderInvoice } from "./render.ts";
+import { customerSnapshot, invoiceAmounts, renderInvoice } from "./render.ts";
 
 /** Stripe's documented cap on invoice items per invoice. */
 export const MAX_INVOICE_ITEMS = 250;
@@ -89,7 +89,7 @@ function emitTransition(
   }
 }
 
-/** draft -> open, or straight to paid when nothing is due (reference §5.1). */
+/** draft -> open, or straight to paid when nothing is due (as Stripe does for $0). */
 export function finalize(emu: Emulator, inv: InvoiceRecord, request: RequestInfo): void {
   const before = renderInvoice(emu, inv);
   const c = emu.store.customers.get(inv.customer);
@@ -101,8 +101,8 @@ export function finalize(emu: Emulator, inv: InvoiceRecord, request: RequestInfo
     inv.number = `${c.invoicePrefix}-${String(c.nextInvoiceSequence++).padStart(4, "0")}`;
   }
   const token = `test_${randomBase62(40)}`;
-  inv.hostedInvoiceUrl = `https://invoice.stripe.com/i/${ACCOUNT_ID}/${token}?s=ap`;
-  inv.invoicePdf = `https://pay.stripe.com/invoice/${ACCOUNT_ID}/${token}/pdf?s=ap`;
+  inv.hostedInvoiceUrl = `https://invoice.stripe.com/i/${emu.accountId}/${token}?s=ap`;
+  inv.invoicePdf = `https://pay.stripe.com/invoice/${emu.accountId}/${token}/pdf?s=ap`;
   inv.customerSnapshot = customerSnapshot(c);
   const startingBalance = c?.balance ?? 0;
   inv.startingBalance = startingBalance;

@@ -1,7 +1,15 @@
 /** Emulator-only knobs, each shown through the official SDK. */
 import assert from "node:assert/strict";
-import { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
-import { emulatorClient, emulatorTest, responseHeader, stripeError } from "./test_support.ts";
+import { createStripe, Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
+import { Emulator } from "./emulator.ts";
+import { startStripeEmulator } from "./server.ts";
+import {
+  emulatorClient,
+  type EmulatorTarget,
+  emulatorTest,
+  responseHeader,
+  stripeError,
+} from "./test_support.ts";
 
 const API_KEY = "sk_test_emulator";
 
@@ -67,7 +75,7 @@ emulatorTest("rate limits: Search has its own bucket (endpoint-rate)", async (t)
 });
 
 emulatorTest(
-  "faults: lock_timeout 429 carries Stripe-Should-Retry, so the SDK retries",
+  "faults: lock_timeout 429 carries Stripe-Should-Retry; with replay off the SDK retry runs",
   async (t) => {
     const c = await t.customer({});
     await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
@@ -77,12 +85,110 @@ emulatorTest(
     assert.equal(responseHeader(err, "stripe-should-retry"), "true");
     assert.equal(responseHeader(err, "stripe-rate-limited-reason"), null);
 
-    await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "lock_timeout" });
+    // With replay off (not Stripe's default), the SDK's same-key retry executes.
+    await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "lock_timeout",
+      replay: false,
+    });
     const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 1 });
     const ok = await retrying.customers.update(c.id, { name: "after-lock" });
     assert.equal(ok.name, "after-lock");
   },
 );
+
+emulatorTest(
+  "faults: a lock_timeout 429 is replayed to every same-key retry until the key expires",
+  async (t) => {
+    const c = await t.customer({ name: "before" });
+    const fault = await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "lock_timeout",
+    });
+    assert.equal(fault.replay, true, "lock_timeout replays by default");
+    const key = `k-${crypto.randomUUID()}`;
+    const first = await stripeError(
+      t.stripe.customers.update(c.id, { name: "after" }, { idempotencyKey: key }),
+    );
+    assert.equal(first.statusCode, 429);
+    assert.equal(first.code, "lock_timeout");
+    assert.equal(responseHeader(first, "idempotent-replayed"), null);
+
+    // The SDK's own retries (same key, Stripe-Should-Retry: true) all get the saved error.
+    const retrying = emulatorClient(t.emu.port, { maxNetworkRetries: 2 });
+    const again = await stripeError(
+      retrying.customers.update(c.id, { name: "after" }, { idempotencyKey: key }),
+    );
+    assert.equal(again.statusCode, 429);
+    assert.equal(again.code, "lock_timeout");
+    assert.equal(again.message, first.message);
+    assert.equal(responseHeader(again, "idempotent-replayed"), "true");
+    assert.equal(responseHeader(again, "original-request"), first.requestId);
+    assert.equal((await t.stripe.customers.retrieve(c.id) as Stripe.Customer).name, "before");
+
+    // A fresh key is not affected (the fault fired once).
+    const fresh = await t.stripe.customers.update(c.id, { name: "fresh" });
+    assert.equal(fresh.name, "fresh");
+
+    const calls = (await t.emu.control.calls()).filter((r) => r.idempotencyKey === key);
+    assert.deepEqual(calls.map((r) => [r.status, r.replayed, r.fault, r.executed]), [
+      [429, false, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+      [429, true, "lock_timeout", false],
+    ]);
+    assert.equal(calls[0].originalRequestId, null);
+    assert.ok(calls.slice(1).every((r) => r.originalRequestId === first.requestId));
+
+    // Once the key expires on the emulator clock, the same key is a new request.
+    await t.emu.control.advanceClock(24 * 60 * 60);
+    const expired = await t.stripe.customers.update(c.id, { name: "after" }, {
+      idempotencyKey: key,
+    });
+    assert.equal(expired.name, "after");
+    assert.equal(responseHeader(expired, "idempotent-replayed"), null);
+  },
+);
+
+emulatorTest("faults: replay option per kind (defaults and overrides)", async (t) => {
+  const replayedTwice = async (spec: Parameters<typeof t.emu.control.addFault>[0]) => {
+    await t.emu.control.clearFaults();
+    await t.emu.control.addFault(spec);
+    const key = `k-${crypto.randomUUID()}`;
+    const e1 = await stripeError(t.stripe.customers.create({ name: "r" }, { idempotencyKey: key }));
+    const second = await t.stripe.customers.create({ name: "r" }, { idempotencyKey: key })
+      .then((c) => ({ ok: c.id, replayed: responseHeader(c, "idempotent-replayed") }))
+      .catch((e) => ({
+        status: e.statusCode as number,
+        replayed: responseHeader(e, "idempotent-replayed"),
+      }));
+    return { status: e1.statusCode, second };
+  };
+  const route = "POST /v1/customers";
+  // Limiter 429s never began executing: not saved by default...
+  const limiter = await replayedTwice({ route, kind: "rate_limit" });
+  assert.equal(limiter.status, 429);
+  assert.ok("ok" in limiter.second && limiter.second.replayed === null);
+  // ...unless asked.
+  const savedLimiter = await replayedTwice({ route, kind: "rate_limit", replay: true });
+  assert.deepEqual(savedLimiter.second, { status: 429, replayed: "true" });
+  // 502 at the edge: not saved by default; saved with replay: true.
+  const edge = await replayedTwice({ route, kind: "error", status: 502 });
+  assert.ok("ok" in edge.second && edge.second.replayed === null);
+  const savedEdge = await replayedTwice({ route, kind: "error", status: 502, replay: true });
+  assert.deepEqual(savedEdge.second, { status: 502, replayed: "true" });
+  // 500: saved by default; replay: false lets the retry execute.
+  const unsaved500 = await replayedTwice({ route, kind: "error", status: 500, replay: false });
+  assert.ok("ok" in unsaved500.second && unsaved500.second.replayed === null);
+  const lockOff = await replayedTwice({ route, kind: "lock_timeout", replay: false });
+  assert.ok("ok" in lockOff.second && lockOff.second.replayed === null);
+
+  // Drops and timeouts answer nothing that could be saved.
+  await assert.rejects(
+    t.emu.control.addFault({ route, kind: "drop", replay: true }),
+    /replay applies to error, lock_timeout and rate_limit faults/,
+  );
+});
 
 emulatorTest("faults: injected 429 rate_limit by route", async (t) => {
   await t.emu.control.addFault({ route: "GET /v1/invoices", kind: "rate_limit", count: 2 });
@@ -560,3 +666,329 @@ emulatorTest(
     await version.body?.cancel();
   },
 );
+
+// --- slow calls ------------------------------------------------------------------------------
+
+/** Starts a same-key update of `id` while the first is held; returns both outcomes. */
+async function slowUpdate(t: EmulatorTarget, id: string, key: string) {
+  const started = performance.now();
+  const slow = t.stripe.customers.update(id, { name: "slow" }, { idempotencyKey: key });
+  await new Promise((r) => setTimeout(r, 250));
+  const nameDuringDelay = t.emu.emulator.store.customers.get(id)!.name;
+  const sameKey = await t.stripe.customers.update(id, { name: "slow" }, { idempotencyKey: key })
+    .then((c) => ({ replayed: responseHeader(c, "idempotent-replayed"), status: 200 }))
+    .catch((e) => ({ replayed: null, status: e.statusCode as number, code: e.code as string }));
+  const done = await slow;
+  return { nameDuringDelay, sameKey, done, elapsedMs: performance.now() - started };
+}
+
+emulatorTest(
+  "faults: slow holds the Nth request, then applies the write and answers",
+  async (t) => {
+    const c = await t.customer({ name: "before" });
+    await t.emu.control.addFault({
+      route: "POST /v1/customers/:id",
+      kind: "slow",
+      delayMs: 800,
+      skip: 1,
+    });
+    // The first request is let through at full speed; the second (N = 2) is held.
+    let start = performance.now();
+    await t.stripe.customers.update(c.id, { name: "before" });
+    assert.ok(performance.now() - start < 700, "not held");
+
+    const out = await slowUpdate(t, c.id, `k-${crypto.randomUUID()}`);
+    // Default writeAt after_delay: nothing applied yet, and the key is still in flight.
+    assert.equal(out.nameDuringDelay, "before");
+    assert.deepEqual(out.sameKey, { replayed: null, status: 409, code: "idempotency_key_in_use" });
+    assert.equal(out.done.name, "slow");
+    assert.ok(out.elapsedMs >= 780, `elapsed ${out.elapsedMs}`);
+    const calls = await t.emu.control.calls();
+    assert.equal(calls.filter((r) => r.fault === "slow:after_delay").length, 1);
+
+    start = performance.now();
+    await t.stripe.customers.retrieve(c.id);
+    assert.ok(performance.now() - start < 700, "the fault fired once");
+  },
+);
+
+emulatorTest("faults: a slow call outlasts the client's timeout and still writes", async (t) => {
+  const impatient = emulatorClient(t.emu.port, { timeoutMs: 300 });
+  const c = await t.customer({ name: "before" });
+  await t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "slow", delayMs: 700 });
+  const err = await stripeError(impatient.customers.update(c.id, { name: "late" }));
+  assert.ok(err instanceof Stripe.errors.StripeConnectionError);
+  assert.equal(t.emu.emulator.store.customers.get(c.id)!.name, "before");
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(t.emu.emulator.store.customers.get(c.id)!.name, "late", "written after the hold");
+});
+
+emulatorTest("faults: slow with writeAt before_delay applies first, answers late", async (t) => {
+  const c = await t.customer({ name: "before" });
+  await t.emu.control.addFault({
+    route: "POST /v1/customers/:id",
+    kind: "slow",
+    delayMs: 800,
+    writeAt: "before_delay",
+  });
+  const out = await slowUpdate(t, c.id, `k-${crypto.randomUUID()}`);
+  assert.equal(out.nameDuringDelay, "slow");
+  // The response is already saved, so a same-key request is answered from it at once.
+  assert.deepEqual(out.sameKey, { replayed: "true", status: 200 });
+  assert.equal(out.done.name, "slow");
+  assert.ok(out.elapsedMs >= 780, `elapsed ${out.elapsedMs}`);
+  await assert.rejects(
+    t.emu.control.addFault({ route: "POST /v1/customers/:id", kind: "slow" }),
+    /slow faults need delayMs > 0/,
+  );
+});
+
+emulatorTest('due_date: "in the future" is judged on the emulator clock', async (t) => {
+  const c = await t.customer({});
+  const { now } = await t.emu.control.clock();
+  const inv = await t.invoice({
+    customer: c.id,
+    currency: "usd",
+    collection_method: "send_invoice",
+    due_date: now + 3 * 86_400,
+  });
+  await t.emu.control.advanceClock(4 * 86_400);
+  // The same date, accepted three days ahead, is now in the past.
+  const err = await stripeError(t.stripe.invoices.update(inv.id, { due_date: now + 3 * 86_400 }));
+  assert.equal(err.statusCode, 400);
+  assert.equal(err.param, "due_date");
+  const retried = await stripeError(
+    t.stripe.invoices.create({
+      customer: c.id,
+      currency: "usd",
+      collection_method: "send_invoice",
+      due_date: now + 3 * 86_400,
+    }),
+  );
+  assert.equal(retried.param, "due_date");
+  const ok = await t.stripe.invoices.update(inv.id, { due_date: now + 5 * 86_400 });
+  assert.equal(ok.due_date, now + 5 * 86_400);
+});
+
+// --- decimal amounts -------------------------------------------------------------------------
+
+emulatorTest("decimals: half-cent ties follow the amountRounding knob", async (t) => {
+  const c = await t.customer({});
+  const product = await t.product({ name: "usage" });
+  const inv = await t.invoice({ customer: c.id, currency: "usd" });
+  const line = (unit: string, qty: string) => ({
+    price_data: {
+      currency: "usd",
+      product: product.id,
+      unit_amount_decimal: Stripe.Decimal.from(unit),
+    },
+    quantity_decimal: Stripe.Decimal.from(qty),
+  });
+  // 100.25 × 14 = 1403.5, 0.5 × 5 = 2.5, 1.5 × 1 = 1.5, 100.25 × 0.14 = 14.035
+  const added = await t.stripe.invoices.addLines(inv.id, {
+    lines: [line("14", "100.25"), line("5", "0.5"), line("1", "1.5"), line("0.14", "100.25")],
+  });
+  assert.deepEqual(added.lines.data.map((l) => l.amount), [1404, 3, 2, 14]);
+  assert.equal(added.total, 1404 + 3 + 2 + 14);
+
+  // Exact, not binary floating point: 1.005¢ × 100 is 100.5¢ (a float says 100.49999999999999).
+  const item = await t.stripe.invoiceItems.create({
+    customer: c.id,
+    currency: "usd",
+    unit_amount_decimal: Stripe.Decimal.from("1.005"),
+    quantity: 100,
+  });
+  assert.equal(item.amount, 101);
+
+  await t.emu.control.setBehaviour({ amountRounding: "half_even" });
+  const ids = added.lines.data.map((l) => l.id);
+  const even = await t.stripe.invoices.updateLines(inv.id, {
+    lines: ids.map((id) => ({ id, metadata: { n: "1" } })),
+  });
+  // Unchanged lines keep their amounts; recomputed lines use the new rule.
+  assert.equal(even.total, 1423);
+  const redone = await t.stripe.invoices.updateLines(inv.id, {
+    lines: [
+      { id: ids[0], quantity_decimal: Stripe.Decimal.from("100.25") },
+      { id: ids[1], quantity_decimal: Stripe.Decimal.from("0.5") },
+      { id: ids[2], quantity_decimal: Stripe.Decimal.from("1.5") },
+    ],
+  });
+  assert.deepEqual(redone.lines.data.map((l) => l.amount), [1404, 2, 2, 14]);
+});
+
+emulatorTest(
+  "decimals: raw JSON carries strings; bad decimals are refused naming the field",
+  async (t) => {
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    await t.stripe.invoices.addLines(inv.id, {
+      lines: [{
+        price_data: {
+          currency: "usd",
+          product_data: { name: "x" },
+          unit_amount_decimal: Stripe.Decimal.from("0.50"),
+        },
+        quantity_decimal: Stripe.Decimal.from("2.500"),
+      }],
+    });
+    const res = await fetch(`${t.emu.url}/v1/invoices/${inv.id}/lines`, {
+      headers: { Authorization: `Bearer ${API_KEY}` },
+    });
+    const [raw] = (await res.json()).data;
+    assert.equal(raw.quantity_decimal, "2.5");
+    assert.equal(raw.quantity, 2);
+    assert.equal(raw.pricing.unit_amount_decimal, "0.5");
+    assert.equal(raw.amount, 1);
+
+    const bad = async (lineParams: Record<string, unknown>, param: string) => {
+      const err = await stripeError(
+        t.stripe.invoices.addLines(inv.id, {
+          lines: [lineParams as unknown as Stripe.InvoiceAddLinesParams.Line],
+        }),
+      );
+      assert.equal(err.statusCode, 400, param);
+      assert.equal(err.param, param);
+    };
+    const priced = { currency: "usd", product_data: { name: "x" }, unit_amount: 10 };
+    await bad({ price_data: priced, quantity: 1, quantity_decimal: "1" }, "lines[0][quantity]");
+    await bad({ price_data: priced, quantity_decimal: "-1" }, "lines[0][quantity_decimal]");
+    await bad(
+      { price_data: priced, quantity_decimal: "1.0000000000001" },
+      "lines[0][quantity_decimal]",
+    );
+    await bad({ price_data: priced, quantity_decimal: "1e3" }, "lines[0][quantity_decimal]");
+    await bad(
+      {
+        price_data: { ...priced, unit_amount: undefined, unit_amount_decimal: "-0.5" },
+        quantity: 1,
+      },
+      "lines[0][price_data][unit_amount_decimal]",
+    );
+    await bad(
+      { price_data: { ...priced, unit_amount_decimal: "10" }, quantity: 1 },
+      "lines[0][price_data][unit_amount]",
+    );
+    const state = await t.emu.control.state();
+    assert.equal(state.invoices[0].line_ids.length, 1, "refused lines add nothing");
+    assert.equal(state.product_count, 1, "refused lines create no product");
+  },
+);
+
+// --- products --------------------------------------------------------------------------------
+
+emulatorTest(
+  "products: product_data makes a new Product per line; product reuses one",
+  async (t) => {
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    const byData = { currency: "usd", product_data: { name: "usage" }, unit_amount: 100 };
+    await t.stripe.invoices.addLines(inv.id, {
+      lines: [{ price_data: byData, quantity: 1 }, { price_data: byData, quantity: 2 }],
+    });
+    let state = await t.emu.control.state();
+    assert.equal(state.product_count, 2);
+    assert.deepEqual(state.products?.map((p) => [p.name, p.origin]), [
+      ["usage", "product_data"],
+      ["usage", "product_data"],
+    ]);
+    assert.equal((await t.emu.control.events("product.created")).length, 2);
+
+    const reusable = await t.product({ id: "prod_usage_hours", name: "Usage (hours)" });
+    assert.equal(reusable.id, "prod_usage_hours");
+    const dup = await stripeError(
+      t.stripe.products.create({ id: "prod_usage_hours", name: "again" }),
+    );
+    assert.equal(dup.statusCode, 400);
+    assert.equal(dup.code, "resource_already_exists");
+    const byId = { currency: "usd", product: reusable.id, unit_amount: 100 };
+    const lines = Array.from({ length: 5 }, () => ({ price_data: byId, quantity: 1 }));
+    await t.stripe.invoices.addLines(inv.id, { lines });
+    state = await t.emu.control.state();
+    assert.equal(state.product_count, 3, "lines naming a product create none");
+
+    // A refused request (second line bad) creates no Product for its first line.
+    const err = await stripeError(
+      t.stripe.invoices.addLines(inv.id, {
+        lines: [{ price_data: byData, quantity: 1 }, {
+          price_data: { ...byId, product: "prod_nope" },
+        }],
+      }),
+    );
+    assert.equal(err.param, "lines[1][price_data][product]");
+    assert.equal((await t.emu.control.state()).product_count, 3);
+  },
+);
+
+// --- account and key modes --------------------------------------------------------------------
+
+emulatorTest("account: accountId option; each instance has its own default", async (t) => {
+  const bound = await startStripeEmulator({ port: 0, accountId: "acct_1BillingTests01" });
+  const other = await startStripeEmulator({ port: 0 });
+  try {
+    const a = await emulatorClient(bound.port).accounts.retrieve(null);
+    assert.equal(a.id, "acct_1BillingTests01");
+    assert.equal(a.object, "account");
+    assert.equal((await bound.control.config()).account_id, "acct_1BillingTests01");
+    const b = await emulatorClient(other.port).accounts.retrieve(null);
+    const mine = await t.stripe.accounts.retrieve(null);
+    assert.match(b.id, /^acct_1[A-Za-z0-9]{15}$/);
+    assert.notEqual(b.id, mine.id, "two default instances are two accounts");
+    // Reset forgets objects, not which account this is.
+    await t.emu.control.reset();
+    assert.equal((await t.stripe.accounts.retrieve(null)).id, mine.id);
+    const foreign = await stripeError(t.stripe.accounts.retrieve(b.id));
+    assert.equal(foreign.statusCode, 403);
+    // Finalized invoices link to this account's hosted pages.
+    const c = await t.customer({});
+    const inv = await t.invoice({ customer: c.id, currency: "usd" });
+    await t.stripe.invoices.addLines(inv.id, { lines: [{ amount: 100 }] });
+    const open = await t.stripe.invoices.finalizeInvoice(inv.id);
+    assert.ok(open.hosted_invoice_url?.includes(`/${mine.id}/`));
+    assert.throws(() => new Emulator({ accountId: "not-an-account" }), /acct_/);
+  } finally {
+    await bound.close();
+    await other.close();
+  }
+});
+
+emulatorTest("keys: live and restricted keys; livemode follows the key's mode", async (t) => {
+  const client = (key: string) =>
+    createStripe({ secretKey: key, host: "127.0.0.1", port: t.emu.port, protocol: "http" });
+  const live = client("sk_live_emulator");
+  const restrictedLive = client("rk_live_emulator");
+  const restrictedTest = client("rk_test_emulator");
+
+  const liveCustomer = await live.customers.create({ name: "live" });
+  assert.equal(liveCustomer.livemode, true);
+  const inv = await restrictedLive.invoices.create({ customer: liveCustomer.id, currency: "usd" });
+  assert.equal(inv.livemode, true);
+  const added = await restrictedLive.invoices.addLines(inv.id, { lines: [{ amount: 100 }] });
+  assert.ok(added.lines.data.every((l) => l.livemode === true));
+  const testCustomer = await restrictedTest.customers.create({ name: "test" });
+  assert.equal(testCustomer.livemode, false);
+  assert.equal(
+    (await t.stripe.customers.retrieve(testCustomer.id) as Stripe.Customer).livemode,
+    false,
+  );
+
+  // Events record the mode of the request that caused them.
+  const created = await t.emu.control.events("customer.created");
+  assert.deepEqual(
+    created.map((e) => [e.livemode, (e.data as { object: { name: string } }).object.name]),
+    [
+      [true, "live"],
+      [false, "test"],
+    ],
+  );
+  // Idempotency keys are per mode: the same key in test mode is a new request.
+  const key = `k-${crypto.randomUUID()}`;
+  const a = await live.customers.create({ name: "k" }, { idempotencyKey: key });
+  const b = await t.stripe.customers.create({ name: "k" }, { idempotencyKey: key });
+  assert.notEqual(a.id, b.id);
+  assert.equal(responseHeader(b, "idempotent-replayed"), null);
+
+  const bad = await stripeError(client("pk_live_emulator").customers.list());
+  assert.equal(bad.statusCode, 401);
+  assert.ok(!bad.message.includes("emulator"), "the key is not echoed");
+});

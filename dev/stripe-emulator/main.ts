@@ -1,7 +1,7 @@
 /**
  * `deno task stripe-emulator [--port N]`: runs the Stripe emulator on 127.0.0.1 (default port
  * 12111, or STRIPE_EMULATOR_PORT). Optional webhook endpoint: STRIPE_EMULATOR_WEBHOOK_URL with
- * STRIPE_WEBHOOK_SECRET.
+ * STRIPE_WEBHOOK_SECRET. STRIPE_EMULATOR_ACCOUNT_ID fixes the account id `GET /v1/account` reports.
  */
 import { startStripeEmulator } from "./server.ts";
 
@@ -23,12 +23,15 @@ const running = await startStripeEmulator({
   port,
   webhookUrl: Deno.env.get("STRIPE_EMULATOR_WEBHOOK_URL"),
   webhookSecret: Deno.env.get("STRIPE_WEBHOOK_SECRET"),
+  // A fixed id keeps one "account" across restarts (default: a new one per start).
+  accountId: Deno.env.get("STRIPE_EMULATOR_ACCOUNT_ID") || undefined,
 });
 const hook = running.emulator.webhooks.enabled
   ? ` webhooks -> ${running.emulator.webhooks.config.url}`
   : "";
 console.log(
-  `stripe-emulator listening on ${running.url} (control: ${running.url}/_emulator/)${hook}`,
+  `stripe-emulator listening on ${running.url} (control: ${running.url}/_emulator/, account ` +
+    `${running.emulator.accountId})${hook}`,
 );
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, async () => {

@@ -99,6 +99,16 @@ export interface InvoiceItemRecord extends Ordered {
   discountable: boolean;
 }
 
+export interface ProductRecord extends Ordered {
+  name: string;
+  description: string | null;
+  active: boolean;
+  metadata: Metadata;
+  updated: number;
+  /** How it came to be: `POST /v1/products`, or `price_data[product_data]` on a line. */
+  origin: "api" | "product_data";
+}
+
 export interface CardDetails {
   brand: string;
   last4: string;

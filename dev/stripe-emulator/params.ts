@@ -1,6 +1,7 @@
 /** Typed, validating access to a decoded parameter tree, with Stripe's error messages. */
 import { invalidParam, missingParam, unknownParam } from "./errors.ts";
 import type { FormMap, FormValue } from "./form.ts";
+import { normalizeDecimal } from "./decimal.ts";
 import type { Metadata } from "./json.ts";
 
 const INTEGER = /^-?[0-9]{1,15}$/;
@@ -112,12 +113,26 @@ export class Params {
     return n;
   }
 
-  /** A decimal string (e.g. `unit_amount_decimal`), kept as text to avoid float drift. */
-  decimal(key: string, opts: { required?: boolean } = {}): string | undefined {
+  /**
+   * A decimal string (e.g. `unit_amount_decimal`), at most 12 decimal places, kept as text to
+   * avoid float drift and returned in its shortest form (`"100.250"` -> `"100.25"`).
+   */
+  decimal(key: string, opts: { required?: boolean; nonNegative?: boolean } = {}):
+    | string
+    | undefined {
     const v = this.str(key, { required: opts.required, nonEmpty: opts.required });
     if (v === undefined || v === "") return undefined;
-    if (!DECIMAL.test(v)) throw invalidParam(this.name(key), `Invalid decimal: ${v}`);
-    return v;
+    if (!DECIMAL.test(v)) {
+      throw invalidParam(
+        this.name(key),
+        `Invalid decimal: ${v}; must be a decimal with at most 12 decimal places`,
+      );
+    }
+    const canonical = normalizeDecimal(v);
+    if (opts.nonNegative && canonical.startsWith("-")) {
+      throw invalidParam(this.name(key), `Invalid ${this.name(key)}: must be non-negative`);
+    }
+    return canonical;
   }
 
   bool(key: string): boolean | undefined {

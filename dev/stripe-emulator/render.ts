@@ -7,10 +7,9 @@ import type {
   InvoiceItemRecord,
   InvoiceRecord,
   PaymentMethodRecord,
+  ProductRecord,
   SetupIntentRecord,
 } from "./model.ts";
-
-export const ACCOUNT_ID = "acct_1EmulatorTest000";
 
 /** `full` renders a deleted customer's last state (for the control API's state dump). */
 export function renderCustomer(c: CustomerRecord, full = false): JsonObject {
@@ -67,7 +66,7 @@ export interface InvoiceAmounts {
 }
 
 /**
- * Totals from lines (reference §5.9): no discounts or taxes, so subtotal = total; the
+ * Totals from lines: no discounts or taxes, so subtotal = total; the
  * customer's balance (current while draft, frozen at finalization) adjusts amount_due, and a
  * negative result is due as 0.
  */
@@ -261,6 +260,30 @@ export function renderInvoice(emu: Emulator, inv: InvoiceRecord, full = false): 
     total_taxes: [],
     webhooks_delivered_at: inv.created,
     ...inv.extra,
+  };
+}
+
+export function renderProduct(p: ProductRecord): JsonObject {
+  return {
+    id: p.id,
+    object: "product",
+    active: p.active,
+    created: p.created,
+    default_price: null,
+    description: p.description,
+    images: [],
+    livemode: false,
+    marketing_features: [],
+    metadata: { ...p.metadata },
+    name: p.name,
+    package_dimensions: null,
+    shippable: null,
+    statement_descriptor: null,
+    tax_code: null,
+    type: "service",
+    unit_label: null,
+    updated: p.updated,
+    url: null,
   };
 }
 

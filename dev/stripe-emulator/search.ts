@@ -1,5 +1,5 @@
 /**
- * Stripe Search: the query language of reference §3 and an index that can lag behind writes
+ * Stripe Search: its query language (customer and invoice fields) and an index that can lag behind writes
  * (eventual consistency) so tests can prove nobody reads their own writes through Search.
  */
 import { invalidParam } from "./errors.ts";

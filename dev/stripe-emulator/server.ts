@@ -8,7 +8,7 @@ import { handleControl } from "./control_api.ts";
 import { EmulatorControl } from "./control.ts";
 import { DEFAULT_API_VERSION, Emulator } from "./emulator.ts";
 import { ApiError, apiError } from "./errors.ts";
-import { faultStage, storesIdempotent } from "./faults.ts";
+import { replaysError } from "./faults.ts";
 import type { ActiveFault } from "./faults.ts";
 import { canonicalForm, type FormMap, parseForm } from "./form.ts";
 import { newId } from "./ids.ts";
@@ -25,6 +25,8 @@ export interface EmulatorOptions {
   /** Webhook attempts per event (default 4). */
   webhookMaxAttempts?: number;
   webhookRetryDelaysMs?: number[];
+  /** The account id `GET /v1/account` reports (default: a new id for each instance). */
+  accountId?: string;
 }
 
 export interface RunningEmulator {
@@ -43,7 +45,32 @@ interface Reply {
   headers: Record<string, string>;
 }
 
-const API_KEY = /^sk_(test|live)_[A-Za-z0-9_]{1,247}$/;
+/** Secret and restricted keys, test or live mode. */
+const API_KEY = /^(sk|rk)_(test|live)_[A-Za-z0-9_]{1,247}$/;
+
+/** The mode a key's prefix names (only called on keys that passed `checkAuth`). */
+function keyLivemode(header: string | undefined): boolean {
+  let key = "";
+  if (header && /^bearer /i.test(header)) key = header.slice(7).trim();
+  else if (header && /^basic /i.test(header)) {
+    try {
+      key = atob(header.slice(6).trim()).split(":")[0];
+    } catch {
+      key = "";
+    }
+  }
+  return /^(sk|rk)_live_/.test(key);
+}
+
+/** Serializes a response so every `livemode` reports the mode of the key that asked. */
+function stringifyFor(result: JsonObject, livemode: boolean): string {
+  if (!livemode) return JSON.stringify(result, null, 2);
+  return JSON.stringify(
+    result,
+    (k, v) => (k === "livemode" && typeof v === "boolean" ? true : v),
+    2,
+  );
+}
 
 function errorReply(err: ApiError, requestId: string): Reply {
   return {
@@ -77,7 +104,7 @@ function checkAuth(header: string | undefined): ApiError | null {
     }
   }
   if (!API_KEY.test(key)) {
-    const shown = /^sk_(test|live)_/.test(key) ? `${key.slice(0, 8)}********` : "********";
+    const shown = /^(sk|rk)_(test|live)_/.test(key) ? `${key.slice(0, 8)}********` : "********";
     return authError(`Invalid API Key provided: ${shown}`);
   }
   return null;
@@ -119,6 +146,7 @@ function faultError(f: ActiveFault): ApiError {
 function faultLabel(f: ActiveFault): string {
   if (f.kind === "error") return `error:${f.status ?? 500}`;
   if (f.kind === "drop") return `drop:${f.mode ?? "after_headers"}`;
+  if (f.kind === "slow") return `slow:${f.writeAt ?? "after_delay"}`;
   return f.kind;
 }
 
@@ -226,6 +254,7 @@ export class EmulatorServer {
     const route = `${method} ${match ? match.route.template : path}`;
     const search = path.endsWith("/search");
     let replayed = false;
+    let originalRequestId: string | null = null;
     let executed = false;
     let fault: string | null = null;
 
@@ -248,6 +277,7 @@ export class EmulatorServer {
         requestId,
         idempotencyKey: echoKey ?? null,
         replayed,
+        originalRequestId,
         executed,
         fault,
         search,
@@ -263,6 +293,9 @@ export class EmulatorServer {
 
     const authErr = checkAuth(header("authorization"));
     if (authErr) return fail(authErr);
+    const livemode = keyLivemode(header("authorization"));
+    // Keys are scoped to the account's mode: a test key never replays a live request.
+    const idemKey = key === null ? null : `${livemode ? "live" : "test"}:${key}`;
     if (!match) {
       return fail(
         new ApiError({
@@ -303,10 +336,13 @@ export class EmulatorServer {
     }
     if (key !== null) {
       const endpoint = `${method} ${path}`;
-      const found = emu.idempotency.begin(key, endpoint, canonicalForm(tree));
+      const found = emu.idempotency.begin(idemKey!, endpoint, canonicalForm(tree));
       switch (found.kind) {
         case "replay":
           replayed = true;
+          originalRequestId = found.response.requestId;
+          // A replayed injected error keeps its label, so the log shows what is replayed.
+          fault = found.response.fault;
           return send({
             status: found.response.status,
             body: found.response.body,
@@ -353,10 +389,16 @@ export class EmulatorServer {
     await this.sleep(emu.faults.latencyMs());
     const exec = emu.faults.take("execution", method, path);
     if (exec) fault = faultLabel(exec);
-    const runsHandler = !exec ||
+    const answersError = exec?.kind === "error" || exec?.kind === "lock_timeout" ||
+      exec?.kind === "rate_limit";
+    const slowMs = exec?.kind === "slow" ? exec.delayMs ?? 0 : 0;
+    const writeFirst = exec?.kind === "slow" && exec.writeAt === "before_delay";
+    const runsHandler = !exec || exec.kind === "slow" ||
       (exec.kind === "drop"
         ? exec.applyWrite ?? true
-        : exec.kind !== "lock_timeout" && (exec.applyWrite ?? false));
+        : (exec.kind === "error" || exec.kind === "timeout") && (exec.applyWrite ?? false));
+    // A slow call holds its key in flight while it waits (a same-key retry gets a 409).
+    if (slowMs > 0 && !writeFirst) await this.sleep(slowMs);
 
     let reply: Reply | null = null;
     let store = true;
@@ -367,9 +409,9 @@ export class EmulatorServer {
           emu,
           params: new Params(tree),
           path: match.params,
-          request: { id: requestId, idempotencyKey: echoKey ?? null },
+          request: { id: requestId, idempotencyKey: echoKey ?? null, livemode },
         });
-        reply = { status: 200, body: JSON.stringify(result, null, 2), headers: {} };
+        reply = { status: 200, body: stringifyFor(result, livemode), headers: {} };
       } catch (e) {
         const err = e instanceof ApiError ? e : apiError(500);
         if (!(e instanceof ApiError)) console.error("stripe-emulator: handler crashed", e);
@@ -378,17 +420,22 @@ export class EmulatorServer {
         if (err.validation) store = false;
       }
     }
-    if (exec && (exec.kind === "error" || exec.kind === "lock_timeout")) {
+    if (exec && answersError) {
       reply = errorReply(faultError(exec), requestId);
-      store = exec.kind === "error" && storesIdempotent(exec) && faultStage(exec) === "execution";
+      store = replaysError(exec);
     }
     if (key !== null) {
       if (reply && store) {
-        emu.idempotency.complete(key, { ...reply, requestId });
+        emu.idempotency.complete(idemKey!, {
+          ...reply,
+          requestId,
+          fault: exec && answersError ? fault : null,
+        });
       } else {
-        emu.idempotency.abandon(key);
+        emu.idempotency.abandon(idemKey!);
       }
     }
+    if (slowMs > 0 && writeFirst) await this.sleep(slowMs);
 
     if (exec?.kind === "timeout") {
       // Hold the request past the client's timeout, then hang up without answering.
@@ -431,7 +478,7 @@ export class EmulatorServer {
 
 /** Starts an emulator; tests pass `port: 0` for a free port. */
 export async function startStripeEmulator(opts: EmulatorOptions = {}): Promise<RunningEmulator> {
-  const emulator = new Emulator();
+  const emulator = new Emulator({ accountId: opts.accountId });
   if (opts.webhookUrl || opts.webhookSecret) {
     emulator.webhooks.configure({
       url: opts.webhookUrl ?? null,

@@ -5,6 +5,7 @@ import type {
   InvoiceItemRecord,
   InvoiceRecord,
   PaymentMethodRecord,
+  ProductRecord,
   SetupIntentRecord,
 } from "./model.ts";
 import { type Ordered, SortedIndex } from "./sorted_index.ts";
@@ -53,6 +54,9 @@ export class Store {
 
   readonly setupIntents = new Map<string, SetupIntentRecord>();
 
+  readonly products = new Map<string, ProductRecord>();
+  readonly productIndex = new SortedIndex<ProductRecord>();
+
   readonly events = new Map<string, EventRecord>();
   readonly eventIndex = new SortedIndex<EventRecord>();
 
@@ -89,6 +93,11 @@ export class Store {
     this.itemIndex.remove(item);
     this.itemsByCustomer.remove(item.customer, item);
     if (item.lineId) this.lines.delete(item.lineId);
+  }
+
+  addProduct(p: ProductRecord): void {
+    this.products.set(p.id, p);
+    this.productIndex.insert(p);
   }
 
   addEvent(e: EventRecord): void {

@@ -26,6 +26,8 @@ function warnOnce(): void {
 export class Cleanup {
   customers: string[] = [];
   invoices: string[] = [];
+  /** Products cannot be deleted once a price uses them: they are archived. */
+  products: string[] = [];
 
   async run(stripe: Stripe): Promise<void> {
     for (const id of this.invoices) {
@@ -35,6 +37,13 @@ export class Cleanup {
         else if (inv.status === "open" || inv.status === "uncollectible") {
           await stripe.invoices.voidInvoice(id);
         }
+      } catch {
+        // already gone
+      }
+    }
+    for (const id of this.products) {
+      try {
+        await stripe.products.update(id, { active: false });
       } catch {
         // already gone
       }
@@ -59,6 +68,11 @@ export interface Target {
   tag: string;
   /** Creates a customer (tracked for cleanup). */
   customer(params?: Stripe.CustomerCreateParams): Promise<Stripe.Customer>;
+  /** Creates a product (archived afterwards). */
+  product(
+    params: Stripe.ProductCreateParams,
+    options?: Stripe.RequestOptions,
+  ): Promise<Stripe.Product>;
   /** Creates a draft invoice (tracked for cleanup). */
   invoice(params: Stripe.InvoiceCreateParams): Promise<Stripe.Invoice>;
   /** A card PaymentMethod attached to the customer; `declines` makes charges fail. */
@@ -101,6 +115,11 @@ async function openTarget(name: TargetName): Promise<Target> {
       const c = await stripe.customers.create(params);
       cleanup.customers.push(c.id);
       return c;
+    },
+    async product(params, options) {
+      const p = await stripe.products.create(params, options);
+      if (!cleanup.products.includes(p.id)) cleanup.products.push(p.id);
+      return p;
     },
     async invoice(params) {
       const inv = await stripe.invoices.create(params);

@@ -1,6 +1,6 @@
 /**
  * Webhook delivery: events are POSTed to one configured endpoint in creation order, signed like
- * Stripe's `Stripe-Signature` (reference §7.2), retried on failure. Tests can pause the queue,
+ * Stripe's `Stripe-Signature` (`t=<unix>,v1=<HMAC-SHA256 hex>`), retried on failure. Tests can pause the queue,
  * deliver chosen events in any order, or redeliver one.
  */
 export interface WebhookConfig {

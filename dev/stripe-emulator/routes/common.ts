@@ -43,7 +43,7 @@ export function listEnvelope(url: string, data: Json[], hasMore: boolean): JsonO
 }
 
 /**
- * One page of a sorted index with Stripe's cursor semantics (reference §1.3): newest first,
+ * One page of a sorted index with Stripe's cursor semantics: newest first,
  * `starting_after` = older than, `ending_before` = the objects just newer than, newest first.
  */
 export function paginate<T extends Ordered>(
@@ -198,7 +198,7 @@ function decodePage(token: string, query: string): { created: number; seq: numbe
   throw invalidParam("page", "Invalid page token: it does not belong to this query.");
 }
 
-/** The `search_result` envelope over a search index (reference §1.4, §3). */
+/** The `search_result` envelope over a search index. */
 export function searchResponse(
   emu: Emulator,
   p: Params,

@@ -1,4 +1,4 @@
-/** Invoices: create, retrieve, update, delete, list, search and the status actions (§5). */
+/** Invoices: create, retrieve, update, delete, list, search and the status actions. */
 import type { Emulator, RequestInfo } from "../emulator.ts";
 import { ApiError, invalid, invalidParam } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -74,6 +74,13 @@ function applyInvoiceParams(emu: Emulator, inv: InvoiceRecord, p: Params): void 
   const days = p.int("days_until_due", { min: 0, max: 1825 });
   if (p.has("days_until_due")) inv.daysUntilDue = days ?? null;
   const due = p.int("due_date", { min: 0 });
+  if (due !== undefined && due <= emu.clock.nowSeconds()) {
+    // Stripe refuses a due date that is not in the future, on create and on update.
+    throw invalidParam(
+      "due_date",
+      `Invalid due_date: must be in the future (got ${due}, now is ${emu.clock.nowSeconds()}).`,
+    );
+  }
   if (p.has("due_date")) inv.dueDate = due ?? null;
   if (days !== undefined && due === undefined) inv.dueDate = inv.created + days * 86_400;
   const description = p.nullableStr("description", 1500);
@@ -165,7 +172,7 @@ export function createInvoice(emu: Emulator, p: Params, request: RequestInfo): I
   const behavior = p.oneOf("pending_invoice_items_behavior", ["exclude", "include"] as const) ??
     "exclude";
   if (behavior === "include") {
-    // Pending items come first, newest first (reference §5.7).
+    // Pending items come first, newest first (Stripe's documented line order).
     const pending = [...(emu.store.itemsByCustomer.get(c.id)?.newestFirst() ?? [])]
       .filter((i) => i.invoice === null && i.currency === currency);
     checkCapacity(inv, pending.length);

@@ -1,4 +1,4 @@
-/** Invoice lines (list, add/update/remove, single update) and invoice items (§5.7, §5.8). */
+/** Invoice lines (list, add/update/remove, single update) and invoice items. */
 import type { Emulator, RequestInfo } from "../emulator.ts";
 import { invalid, invalidParam, missingParam, noSuch } from "../errors.ts";
 import { newId } from "../ids.ts";
@@ -9,11 +9,13 @@ import {
   notEditable,
   withInvoiceUpdate,
 } from "../invoice_ops.ts";
-import type { InvoiceItemRecord, InvoiceRecord } from "../model.ts";
+import { multiplyRounded, truncateDecimal } from "../decimal.ts";
+import type { InvoiceItemRecord, InvoiceRecord, ProductRecord } from "../model.ts";
 import { applyMetadata, type Params } from "../params.ts";
 import { renderInvoice, renderInvoiceItem, renderLine } from "../render.ts";
 import type { Router } from "../router.ts";
 import { SortedIndex } from "../sorted_index.ts";
+import { draftProduct, getProduct, saveProduct } from "./products.ts";
 import {
   expandAll,
   getInvoice,
@@ -40,23 +42,26 @@ const LINE_FIELDS = [
 /** What a request says about an item's price; undefined fields are left alone. */
 interface PriceChange {
   amount?: number;
+  /** Canonical decimal text, or null for an amount-only line. */
   unitAmountDecimal?: string | null;
-  quantity?: number;
+  /** Canonical decimal text of the quantity. */
+  quantity?: string;
   product?: string | null;
+  /** A product `price_data[product_data]` asks for: stored only when the request commits. */
+  newProduct?: ProductRecord;
   currency?: string;
 }
 
-function decimalTimes(unit: string, quantity: number): number {
-  return Math.round(Number(unit) * quantity);
-}
-
-/** Reads amount / price_data / unit_amount_decimal / quantity, rejecting conflicting sources. */
-function readPrice(p: Params, forInvoiceItem: boolean): PriceChange {
-  const allowUnitAmountDecimal = forInvoiceItem;
+/**
+ * Reads amount / price_data / unit_amount_decimal / quantity / quantity_decimal, rejecting
+ * conflicting sources. Nothing is stored here: a later invalid line must leave no trace.
+ */
+function readPrice(emu: Emulator, p: Params, forInvoiceItem: boolean): PriceChange {
   const out: PriceChange = {};
   const amount = p.int("amount");
   const priceData = p.obj("price_data");
-  const unitDecimal = allowUnitAmountDecimal ? p.decimal("unit_amount_decimal") : undefined;
+  // Top-level unit_amount_decimal (invoice items only) may be negative: it credits.
+  const unitDecimal = forInvoiceItem ? p.decimal("unit_amount_decimal") : undefined;
   if (p.has("pricing")) {
     const pricing = p.obj("pricing")!.only(["price"]);
     const price = pricing.str("price", { required: true })!;
@@ -87,14 +92,33 @@ function readPrice(p: Params, forInvoiceItem: boolean): PriceChange {
     out.currency = priceData.str("currency", { required: true })!.toLowerCase();
     const product = priceData.str("product", { nonEmpty: true });
     const productData = priceData.obj("product_data");
+    if (product !== undefined && productData) {
+      throw invalidParam(
+        priceData.name("product"),
+        "You may only specify one of these parameters: product, product_data.",
+        "parameters_exclusive",
+      );
+    }
     if (product === undefined && !productData) {
       throw missingParam(priceData.name("product"));
     }
-    if (productData) productData.only(["name", "description", "metadata", "tax_code", "images"]);
-    if (productData) productData.str("name", { required: true });
-    out.product = product ?? newId("prod");
-    const unit = priceData.int("unit_amount");
-    const unitDec = priceData.decimal("unit_amount_decimal");
+    if (product !== undefined) {
+      out.product = getProduct(emu, product, priceData.name("product")).id;
+    } else {
+      productData!.only(["name", "description", "metadata", "tax_code", "images"]);
+      // Stripe makes a new Product for every product_data, however often the name repeats.
+      out.newProduct = draftProduct(emu, productData!, "product_data");
+      out.product = out.newProduct.id;
+    }
+    const unit = priceData.int("unit_amount", { min: 0 });
+    const unitDec = priceData.decimal("unit_amount_decimal", { nonNegative: true });
+    if (unit !== undefined && unitDec !== undefined) {
+      throw invalidParam(
+        priceData.name("unit_amount"),
+        "You may only specify one of these parameters: unit_amount, unit_amount_decimal.",
+        "parameters_exclusive",
+      );
+    }
     if (unit === undefined && unitDec === undefined) {
       throw missingParam(priceData.name("unit_amount"));
     }
@@ -102,13 +126,30 @@ function readPrice(p: Params, forInvoiceItem: boolean): PriceChange {
   }
   if (unitDecimal !== undefined) out.unitAmountDecimal = unitDecimal;
   const quantity = p.int("quantity", { min: 0 });
-  const quantityDecimal = p.decimal("quantity_decimal");
-  if (quantity !== undefined) out.quantity = quantity;
-  else if (quantityDecimal !== undefined) out.quantity = Number(quantityDecimal);
+  const quantityDecimal = p.decimal("quantity_decimal", { nonNegative: true });
+  if (quantity !== undefined && quantityDecimal !== undefined) {
+    throw invalidParam(
+      p.name("quantity"),
+      "You may only specify one of these parameters: quantity, quantity_decimal.",
+      "parameters_exclusive",
+    );
+  }
+  if (quantity !== undefined) out.quantity = String(quantity);
+  else if (quantityDecimal !== undefined) out.quantity = quantityDecimal;
   return out;
 }
 
-function applyPrice(item: InvoiceItemRecord, change: PriceChange, param: string): void {
+/** Stores the product a price change created (call once the request is known to commit). */
+function commitProduct(emu: Emulator, change: PriceChange, request: RequestInfo): void {
+  if (change.newProduct) saveProduct(emu, change.newProduct, request);
+}
+
+function applyPrice(
+  emu: Emulator,
+  item: InvoiceItemRecord,
+  change: PriceChange,
+  param: string,
+): void {
   if (change.unitAmountDecimal !== undefined) {
     item.unitAmountDecimal = change.unitAmountDecimal;
     item.price = change.unitAmountDecimal === null ? null : newId("price");
@@ -118,8 +159,8 @@ function applyPrice(item: InvoiceItemRecord, change: PriceChange, param: string)
     if (item.unitAmountDecimal === null && change.amount === undefined) {
       throw invalidParam(param, "quantity needs a unit price (price_data or unit_amount_decimal).");
     }
-    item.quantity = Math.trunc(change.quantity);
-    item.quantityDecimal = String(change.quantity);
+    item.quantity = truncateDecimal(change.quantity);
+    item.quantityDecimal = change.quantity;
   }
   if (change.amount !== undefined) {
     item.amount = change.amount;
@@ -127,8 +168,16 @@ function applyPrice(item: InvoiceItemRecord, change: PriceChange, param: string)
       item.quantity = 1;
       item.quantityDecimal = "1";
     }
-  } else if (item.unitAmountDecimal !== null) {
-    item.amount = decimalTimes(item.unitAmountDecimal, Number(item.quantityDecimal));
+  } else if (
+    item.unitAmountDecimal !== null &&
+    (change.unitAmountDecimal !== undefined || change.quantity !== undefined)
+  ) {
+    // Only a price or quantity change recomputes: the amount is stored, not derived on read.
+    item.amount = multiplyRounded(
+      item.unitAmountDecimal,
+      item.quantityDecimal,
+      emu.behaviour.amountRounding,
+    );
   }
 }
 
@@ -195,7 +244,12 @@ function addLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Request
   const metadata = p.metadata("invoice_metadata");
   const entries = p.list("lines", { required: true })!;
   requireDraft(inv, "add lines");
-  const prepared: { item: InvoiceItemRecord; copy: InvoiceItemRecord; isNew: boolean }[] = [];
+  const prepared: {
+    item: InvoiceItemRecord;
+    copy: InvoiceItemRecord;
+    isNew: boolean;
+    price?: PriceChange;
+  }[] = [];
   for (const line of entries) {
     line.only([...LINE_FIELDS, "invoice_item"]);
     const existingId = line.str("invoice_item", { nonEmpty: true });
@@ -216,7 +270,7 @@ function addLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Request
       prepared.push({ item, copy, isNew: false });
       continue;
     }
-    const price = readPrice(line, false);
+    const price = readPrice(emu, line, false);
     if (price.amount === undefined && price.unitAmountDecimal === undefined) {
       throw missingParam(line.name("amount"));
     }
@@ -227,9 +281,9 @@ function addLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Request
       );
     }
     const item = newItem(emu, inv.customer, inv.currency);
-    applyPrice(item, price, line.name("quantity"));
+    applyPrice(emu, item, price, line.name("quantity"));
     applyDescriptive(line, item);
-    prepared.push({ item, copy: item, isNew: true });
+    prepared.push({ item, copy: item, isNew: true, price });
   }
   checkCapacity(inv, prepared.length);
   const newItems: InvoiceItemRecord[] = [];
@@ -244,19 +298,20 @@ function addLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Request
     }
     inv.metadata = applyMetadata(inv.metadata, metadata, "invoice_metadata");
   });
+  for (const { price } of prepared) if (price) commitProduct(emu, price, request);
   for (const item of newItems) emu.emit("invoiceitem.created", renderInvoiceItem(item), request);
 }
 
 /** Applies line-level changes to a copy, so validation failures change nothing. */
-function updateLineCopy(line: Params, item: InvoiceItemRecord): InvoiceItemRecord {
+function updateLineCopy(emu: Emulator, line: Params, item: InvoiceItemRecord) {
   const copy = structuredClone(item);
-  const price = readPrice(line, false);
+  const price = readPrice(emu, line, false);
   if (price.currency && price.currency !== item.currency) {
     throw invalidParam(line.name("price_data") + "[currency]", "The currency cannot change.");
   }
-  applyPrice(copy, price, line.name("quantity"));
+  applyPrice(emu, copy, price, line.name("quantity"));
   applyDescriptive(line, copy);
-  return copy;
+  return { copy, price };
 }
 
 function updateLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: RequestInfo) {
@@ -268,12 +323,13 @@ function updateLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Requ
     line.only([...LINE_FIELDS, "id"]);
     const id = line.str("id", { required: true })!;
     const item = lineItem(emu, inv, id, line.name("id"));
-    return { item, copy: updateLineCopy(line, item) };
+    return { item, ...updateLineCopy(emu, line, item) };
   });
   withInvoiceUpdate(emu, inv, request, () => {
     for (const { item, copy } of updates) Object.assign(item, copy);
     inv.metadata = applyMetadata(inv.metadata, metadata, "invoice_metadata");
   });
+  for (const { price } of updates) commitProduct(emu, price, request);
 }
 
 function removeLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: RequestInfo) {
@@ -367,7 +423,7 @@ function createItem(emu: Emulator, p: Params, request: RequestInfo): InvoiceItem
       throw invalidParam("invoice", `The invoice ${invoiceId} belongs to a different customer.`);
     }
   }
-  const price = readPrice(p, true);
+  const price = readPrice(emu, p, true);
   if (price.amount === undefined && price.unitAmountDecimal === undefined) {
     throw missingParam("amount");
   }
@@ -382,9 +438,10 @@ function createItem(emu: Emulator, p: Params, request: RequestInfo): InvoiceItem
     checkCapacity(inv, 1);
   }
   const item = newItem(emu, c.id, currency);
-  applyPrice(item, price, "quantity");
+  applyPrice(emu, item, price, "quantity");
   applyDescriptive(p, item);
   if (p.bool("discountable") === undefined && item.amount < 0) item.discountable = false;
+  commitProduct(emu, price, request);
   emu.store.addItem(item);
   if (inv) {
     const target = inv;
@@ -427,8 +484,9 @@ export function registerLineRoutes(r: Router): void {
     const inv = getInvoice(emu, path.id);
     const item = lineItem(emu, inv, path.line, "line_item_id");
     requireDraft(inv, "update lines");
-    const copy = updateLineCopy(params, item);
+    const { copy, price } = updateLineCopy(emu, params, item);
     withInvoiceUpdate(emu, inv, request, () => Object.assign(item, copy));
+    commitProduct(emu, price, request);
     return expandAll(params.expand(), renderLine(item), emu);
   });
 
@@ -449,14 +507,15 @@ export function registerLineRoutes(r: Router): void {
     const item = getItem(emu, path.id);
     const inv = editableInvoiceOf(emu, item);
     const copy = structuredClone(item);
-    const price = readPrice(params, true);
+    const price = readPrice(emu, params, true);
     if (price.currency && price.currency !== item.currency) {
       throw invalidParam("price_data[currency]", "The currency cannot change.");
     }
-    applyPrice(copy, price, "quantity");
+    applyPrice(emu, copy, price, "quantity");
     applyDescriptive(params, copy);
     if (inv) withInvoiceUpdate(emu, inv, request, () => Object.assign(item, copy));
     else Object.assign(item, copy);
+    commitProduct(emu, price, request);
     return expandAll(params.expand(), renderInvoiceItem(item), emu);
   });
 
