@@ -355,3 +355,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "errors Stripe saves and replays (lock_timeout on create, 500 on add_lines): one invoice",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const tenant = await makeTenant(w.sql);
+      const bill = await manualBill(w.sql, tenant, 6_500, "2026-10-01", "2026-10-31");
+      // The emulator saves both under the request's key, as Stripe does once execution began.
+      await w.emu.control.addFault({ route: "POST /v1/invoices", kind: "lock_timeout" });
+      await w.emu.control.addFault({
+        route: "POST /v1/invoices/:id/add_lines",
+        kind: "error",
+        status: 500,
+      });
+      const r = await publish(deps(w), { month: "2026-10", tenants: [tenant] }, BUDGET);
+      const its = await items(w.sql, r.run_id);
+      assert.equal(r.status, "done", JSON.stringify(its));
+      const id = await storedInvoice(w.sql, "manual", bill);
+      const inv = await w.stripe.invoices.retrieve(id!);
+      assert.equal(inv.total, 6_500);
+      assert.equal(inv.lines.data.length, 1);
+      assert.equal((await liveInvoices(w, (await customerOf(w.sql, tenant))!)).length, 1);
+      const replays = w.emu.emulator.calls.list().filter((c) => c.replayed).length;
+      assert.ok(replays >= 1, "Stripe's saved errors were replayed at least once");
+    } finally {
+      await w.close();
+    }
+  },
+});
