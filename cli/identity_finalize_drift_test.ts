@@ -194,6 +194,27 @@ Deno.test("finalize fixes collection, finalizes drafts by stored ID, and makes n
   }
 });
 
+Deno.test("finalize refuses a draft whose total or customer is not the bill's", async () => {
+  const f = await cliFixture();
+  try {
+    const a = await arrange(f, "cliMis");
+    await f.sql`select internal.link_tenant_customer(${a.tenant}, ${a.customer}, 'test')`;
+    // The bill says 1200.00; the draft was edited by hand to 1209.99 before finalize ran.
+    const invoiceId = await draftInvoice(f, a, "manual", 120000, "send_invoice");
+    await f.stripe.invoices.addLines(invoiceId, { lines: [{ amount: 999, description: "x" }] });
+    await f.sql`select internal.link_bill_invoice('manual', ${a.manualBill}, ${invoiceId}, 'test')`;
+    const r = await f.run(["finalize", "--month", "2030-05", "--tenants", a.tenant, "--yes"]);
+    assert.equal(r.code, 1, r.stderr + r.stdout);
+    assert.match(
+      r.stdout,
+      new RegExp(`refused: .*${invoiceId}: draft totals 120999¢, the bill 120000¢`),
+    );
+    assert.equal((await f.stripe.invoices.retrieve(invoiceId)).status, "draft", "not finalized");
+  } finally {
+    await f.close();
+  }
+});
+
 Deno.test("finalize refuses a draft that changed after it was listed", async () => {
   const f = await cliFixture();
   try {

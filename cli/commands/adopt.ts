@@ -4,6 +4,7 @@
  * ID against the customer's invoice list (by estuary.dev/bill_id, else the old automation's
  * type + period key) and link the hits. Reports hits, misses, duplicates and orphans.
  */
+import { installationId } from "../../supabase/functions/_shared/idempotency.ts";
 import { type CommandSpec, type Flags, parseTenants, TENANTS_FLAG } from "../args.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, Progress, table } from "../format.ts";
@@ -128,7 +129,8 @@ export async function runAdopt(ctx: CliContext, flags: Flags): Promise<number> {
         });
         continue;
       }
-      const m = matchInvoice(bill, listed.listed);
+      // Another installation's invoices (a staging copy on this account) are never adopted.
+      const m = matchInvoice(bill, listed.listed, [], await installationId(ctx.sql));
       if (m.kind === "found") {
         matched.add(m.invoice.id);
         if (dryRun) {

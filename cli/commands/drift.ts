@@ -3,6 +3,7 @@
  * customer by ID and lists each customer's invoices once, to find automation invoices no bill
  * is linked to.
  */
+import { invoiceMismatch } from "../../supabase/functions/_shared/bill_invoice.ts";
 import { type CommandSpec, type Flags, parseMonth } from "../args.ts";
 import { loadMonthBills, type MonthBill } from "../bills.ts";
 import type { CliContext } from "../context.ts";
@@ -209,7 +210,9 @@ async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding
   }
   const datesDiffer = invoice.metadata?.[PERIOD_START_KEY] !== bill.date_start ||
     invoice.metadata?.[PERIOD_END_KEY] !== bill.date_end;
-  const amountDiffers = invoice.total !== bill.subtotal;
+  // The rule publish and finalize use (customer checks are drift's customer_* findings).
+  const amountDiffers = invoiceMismatch({ customer: null, total: invoice.total }, bill, null) !==
+    null;
   if (invoice.status !== "draft" && (datesDiffer || amountDiffers)) {
     out.push({
       ...base,

@@ -15,6 +15,7 @@ import {
 import { loadMonthBills, type MonthBill } from "../bills.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, table } from "../format.ts";
+import { invoiceMismatch } from "../../supabase/functions/_shared/bill_invoice.ts";
 import { recordInvoiceState } from "../../supabase/functions/_shared/invoices.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
@@ -103,6 +104,22 @@ function plan(bill: MonthBill, invoice: Stripe.Invoice | null): FinalizeRow {
   if (!invoice) return { ...base, action: "skip", outcome: "skipped", note: "invoice is deleted" };
   if (invoice.status !== "draft") {
     return { ...base, action: "skip", outcome: "skipped", note: `already ${invoice.status}` };
+  }
+  // Nothing is finalized that differs from its bill: the customer and the total, by the rule
+  // publish and drift use.
+  const customer = typeof invoice.customer === "string" ? invoice.customer : invoice.customer?.id;
+  const mismatch = invoiceMismatch(
+    { customer: customer ?? null, total: invoice.total },
+    bill,
+    bill.customer_id,
+  );
+  if (mismatch) {
+    return {
+      ...base,
+      action: "error",
+      outcome: "refused",
+      note: `draft ${mismatch}: rerun publish for this month, then finalize`,
+    };
   }
   if (bill.invoice_type === "manual" && invoice.collection_method !== "send_invoice") {
     return {

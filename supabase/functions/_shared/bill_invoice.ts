@@ -12,7 +12,7 @@ import {
   TENANT_NAME_KEY,
 } from "./metadata.ts";
 import { INSTALLATION_KEY } from "./idempotency.ts";
-import { formatCount, formatRate, lineCents } from "./money.ts";
+import { expectedInvoiceTotal, formatCount, formatRate, lineCents } from "./money.ts";
 import type {
   Bill,
   CollectionMethod,
@@ -175,4 +175,21 @@ export function fieldChanges(
     before.metadata = inv.metadata;
   }
   return Object.keys(changes).length > 0 ? { changes, before } : null;
+}
+
+/**
+ * Why an invoice is not what its bill says Stripe should collect, from whom (null when it is):
+ * the one check publish, drift and finalize share.
+ */
+export function invoiceMismatch(
+  inv: { customer: string | null; total: number },
+  bill: { subtotal: number },
+  tenantCustomerId: string | null,
+): string | null {
+  if (tenantCustomerId !== null && inv.customer !== tenantCustomerId) {
+    return `on customer ${inv.customer}, not the tenant's ${tenantCustomerId}`;
+  }
+  const want = expectedInvoiceTotal(bill);
+  if (inv.total !== want) return `totals ${inv.total}¢, the bill ${want}¢`;
+  return null;
 }
