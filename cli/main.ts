@@ -7,7 +7,14 @@ import { type CliContext, createContext, type Env } from "./context.ts";
 import { adoptSpec, runAdopt } from "./commands/adopt.ts";
 import { driftSpec, runDrift } from "./commands/drift.ts";
 import { finalizeSpec, runFinalize } from "./commands/finalize.ts";
-import { linkSpec, releaseSpec, runLink, runRelease } from "./commands/identity.ts";
+import {
+  linkSpec,
+  releaseSpec,
+  replaceSpec,
+  runLink,
+  runRelease,
+  runReplace,
+} from "./commands/identity.ts";
 import { publishSpec, runPublish } from "./commands/publish.ts";
 import { runRuns, runsSpec } from "./commands/runs.ts";
 
@@ -25,6 +32,7 @@ export const COMMANDS: Command[] = [
   { spec: driftSpec, run: runDrift },
   { spec: runsSpec, run: runRuns },
   { spec: releaseSpec, run: runRelease },
+  { spec: replaceSpec, run: runReplace },
   { spec: linkSpec, run: runLink },
 ];
 
