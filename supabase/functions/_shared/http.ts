@@ -89,6 +89,41 @@ export async function readJsonObject(req: Request): Promise<Record<string, unkno
   return body as Record<string, unknown>;
 }
 
+/**
+ * Reads a body as text, refusing with 413 once it exceeds `maxBytes`: a declared Content-Length
+ * over the cap is refused unread, and a chunked body is read only up to the cap.
+ */
+export async function readCappedText(req: Request, maxBytes: number): Promise<string> {
+  const tooLarge = () =>
+    new HttpError(413, "payload_too_large", `request body exceeds ${maxBytes} bytes`, "body");
+  const declared = Number(req.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await req.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 /** An {@link Env} over a plain record (the gateway and tests use it). */
 export function envFromRecord(values: Record<string, string | undefined>): Env {
   return { get: (name) => values[name] };
