@@ -53,6 +53,12 @@ export function errorResponse(err: HttpError): Response {
   return json({ error }, err.status);
 }
 
+/** Replaces the password of every connection string in `text` with `***`. */
+export function redactConnectionString(text: string): string {
+  // Greedy to the token's last "@": an unencoded "@" may sit inside the password.
+  return text.replace(/(postgres(?:ql)?:\/\/[^\s:/@]*:)\S*@/g, "$1***@");
+}
+
 /**
  * Wraps a handler: answers preflights, adds CORS headers to every response, turns HttpErrors into
  * JSON and anything else into a 500 that reveals nothing (the log gets the name and message).
@@ -69,7 +75,7 @@ export function withCors(name: string, handler: Handler): Handler {
     } catch (err) {
       if (err instanceof HttpError) return errorResponse(err);
       const e = err instanceof Error ? err : new Error(String(err));
-      console.error(`${name}: ${e.name}: ${e.message}`);
+      console.error(`${name}: ${e.name}: ${redactConnectionString(e.message)}`);
       return errorResponse(new HttpError(500, "internal_error", "internal error"));
     }
   };
