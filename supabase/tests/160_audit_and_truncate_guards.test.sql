@@ -1,6 +1,6 @@
 -- Audit rows cannot be forged from a session, and TRUNCATE cannot drop stored IDs unaudited.
 begin;
-select plan(16);
+select plan(18);
 
 insert into public.tenants (tenant) values ('forgeA/'), ('forgeB/');
 insert into internal.manual_bills (tenant, usd_cents, description, date_start, date_end)
@@ -41,6 +41,18 @@ select results_eq($$ select action, actor from internal.stripe_id_audit
 
 select is((select count(*)::integer from internal.stripe_id_audit where actor = 'run-forged'), 0,
   'no audit row carries the forged actor');
+
+-- Replacing a bill's invoice by one another bill holds is a recorded duplicate, not an error.
+insert into internal.manual_bills (tenant, usd_cents, description, date_start, date_end)
+values ('forgeA/', 100, 'f2', '2030-03-01', '2030-04-01');
+select internal.link_bill_invoice('manual', (select id from internal.manual_bills where description = 'f2'),
+  'in_FORGE3', 'run-8');
+select is((internal.replace_bill_invoice('manual',
+  (select id from internal.manual_bills where description = 'f2'), 'in_FORGE3', 'in_FORGE2',
+  'run-8', 'recreate')).outcome, 'duplicate',
+  'a replacement by an invoice another bill holds is a duplicate');
+select is((select action from internal.stripe_id_audit where new_id = 'in_FORGE2'
+  and actor = 'run-8'), 'duplicate', 'and is audited as one');
 
 -- TRUNCATE: not granted to API roles.
 select throws_ok($$ truncate public.tenants cascade $$, '42501', null,

@@ -141,6 +141,23 @@ Deno.test({
       assert.equal(billLoss.outcome, "duplicate", JSON.stringify(billLoss));
       assert.equal(await storedInvoice(w.sql, "manual", loserBill), null);
       assert.equal(await storedInvoice(w.sql, "manual", winnerBill), invoice);
+
+      // A replacement racing a link for the same new invoice loses the same way.
+      const replacement = `in_race${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+      const previous = `in_prev${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+      await w.sql`select internal.link_bill_invoice('manual', ${loserBill}, ${previous}, 'setup')`;
+      const [replaceLoss] = await race(
+        function (this: unknown) {
+          return (this as typeof w.sql)`select internal.replace_bill_invoice('manual',
+            ${winnerBill}, ${invoice}, ${replacement}, 'race-a', 'recreate')`;
+        },
+        () =>
+          w.sql<{ outcome: string; detail: string | null }[]>`
+            select outcome, detail from internal.replace_bill_invoice('manual', ${loserBill},
+              ${previous}, ${replacement}, 'race-b', 'recreate')`,
+      );
+      assert.equal(replaceLoss.outcome, "duplicate", JSON.stringify(replaceLoss));
+      assert.equal(await storedInvoice(w.sql, "manual", loserBill), previous);
     } finally {
       await w.close();
     }
