@@ -6,7 +6,7 @@
 alter table internal.stripe_id_audit drop constraint stripe_id_audit_action_check;
 alter table internal.stripe_id_audit add constraint stripe_id_audit_action_check
   check (action in ('link', 'conflict', 'duplicate', 'release', 'replace', 'direct_update',
-    'delete'));
+    'tenant_change'));
 
 -- Customers a tenant gave up. Adoption skips them and the link functions refuse them, so a new
 -- tenant of the same name never inherits the old tenant's customer (and its cards).
@@ -91,6 +91,30 @@ begin
     ctx.reason,
     ctx.run_id
   );
+  return null;
+end;
+$$;
+
+-- The bill tenant-change audit runs as its owner too, now that API roles may not call the audit
+-- writer; it blames the role the session acts as.
+create or replace function internal.audit_bill_tenant_change() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  claims jsonb := nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb;
+  acting_role text := coalesce(nullif(pg_catalog.current_setting('role'), 'none'),
+    session_user::text);
+begin
+  if old.tenant is not distinct from new.tenant or new.stripe_invoice_id is null then
+    return null;
+  end if;
+  perform internal.insert_id_audit(
+    case when tg_table_name = 'manual_bills' then 'manual' else 'final' end,
+    new.id::text, 'tenant_change', new.stripe_invoice_id, new.stripe_invoice_id,
+    pg_catalog.format('role %s (login %s, user %s)', acting_role, session_user,
+      coalesce(claims ->> 'sub', '-')),
+    pg_catalog.format('tenant %s -> %s', old.tenant, new.tenant), null);
   return null;
 end;
 $$;
@@ -430,7 +454,8 @@ grant select on internal.released_customers to service_role;
 revoke all on function internal.release_tenant_customer(text, text, text, text),
   internal.replace_tenant_customer(text, text, text, text, text),
   internal.tenant_customer_generation(text),
-  internal.refuse_delete_tenant_with_customer(), internal.refuse_truncate_stored_ids()
+  internal.refuse_delete_tenant_with_customer(), internal.refuse_truncate_stored_ids(),
+  internal.audit_bill_tenant_change()
   from public, anon, authenticated;
 grant execute on function internal.release_tenant_customer(text, text, text, text),
   internal.replace_tenant_customer(text, text, text, text, text),

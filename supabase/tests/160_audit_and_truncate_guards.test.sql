@@ -1,6 +1,6 @@
 -- Audit rows cannot be forged from a session, and TRUNCATE cannot drop stored IDs unaudited.
 begin;
-select plan(18);
+select plan(20);
 
 insert into public.tenants (tenant) values ('forgeA/'), ('forgeB/');
 insert into internal.manual_bills (tenant, usd_cents, description, date_start, date_end)
@@ -53,6 +53,13 @@ select is((internal.replace_bill_invoice('manual',
   'a replacement by an invoice another bill holds is a duplicate');
 select is((select action from internal.stripe_id_audit where new_id = 'in_FORGE2'
   and actor = 'run-8'), 'duplicate', 'and is audited as one');
+
+-- Moving an invoiced bill to another tenant still works for service_role, audited by role.
+select lives_ok($$ update internal.manual_bills set tenant = 'forgeB/' where description = 'f2' $$,
+  'service_role can move an invoiced bill without execute on the audit writer');
+select is((select action || ' ' || actor from internal.stripe_id_audit
+  where action = 'tenant_change' and new_id = 'in_FORGE3'),
+  'tenant_change role service_role (login postgres, user -)', 'and the move is audited');
 
 -- TRUNCATE: not granted to API roles.
 select throws_ok($$ truncate public.tenants cascade $$, '42501', null,
