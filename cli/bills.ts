@@ -14,8 +14,9 @@ export interface MonthBill {
 }
 
 /**
- * The bills a month's publish selects (final bills of the month, manual bills overlapping it),
- * optionally for some tenants; all months when `monthStart` is null.
+ * The bills a month's publish selects (final bills of the month, manual bills overlapping it or,
+ * with contract bills in advance, starting next month), optionally for some tenants; all months
+ * when `monthStart` is null.
  */
 export async function loadMonthBills(
   sql: Sql,
@@ -33,9 +34,9 @@ export async function loadMonthBills(
       and (${monthStart}::date is null
         or (i.invoice_type = 'final' and i.date_start >= ${monthStart}::date
             and i.date_end <= (${monthStart}::date + interval '1 month' - interval '1 day')::date)
-        or (i.invoice_type = 'manual'
-            and i.date_start <= (${monthStart}::date + interval '1 month' - interval '1 day')::date
-            and i.date_end >= ${monthStart}::date))
+        -- The same window as the month's publish (contract bills in advance included).
+        or (i.invoice_type = 'manual' and i.bill_id in (
+          select 'manual:' || mb.bill_id from internal.month_manual_bills(${monthStart}::date) mb)))
       and (${tenants ?? null}::text[] is null or i.billed_prefix = any(${tenants ?? null}::text[]))
     order by i.billed_prefix, i.invoice_type, i.date_start, i.bill_id`;
 }

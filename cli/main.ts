@@ -4,10 +4,18 @@
  */
 import { type CommandSpec, type Flags, helpText, parseFlags, UsageError } from "./args.ts";
 import { type CliContext, createContext, type Env } from "./context.ts";
+import { redactConnectionString } from "../supabase/functions/_shared/http.ts";
 import { adoptSpec, runAdopt } from "./commands/adopt.ts";
 import { driftSpec, runDrift } from "./commands/drift.ts";
 import { finalizeSpec, runFinalize } from "./commands/finalize.ts";
-import { linkSpec, releaseSpec, runLink, runRelease } from "./commands/identity.ts";
+import {
+  linkSpec,
+  releaseSpec,
+  replaceSpec,
+  runLink,
+  runRelease,
+  runReplace,
+} from "./commands/identity.ts";
 import { publishSpec, runPublish } from "./commands/publish.ts";
 import { runRuns, runsSpec } from "./commands/runs.ts";
 
@@ -25,6 +33,7 @@ export const COMMANDS: Command[] = [
   { spec: driftSpec, run: runDrift },
   { spec: runsSpec, run: runRuns },
   { spec: releaseSpec, run: runRelease },
+  { spec: replaceSpec, run: runReplace },
   { spec: linkSpec, run: runLink },
 ];
 
@@ -71,7 +80,7 @@ export async function main(args: string[], env: Env = Deno.env): Promise<number>
   try {
     ctx = createContext(env, { json: Boolean(flags.json) });
   } catch (err) {
-    console.error(`error: ${(err as Error).message}`);
+    console.error(`error: ${redactConnectionString((err as Error).message)}`);
     return 2;
   }
   try {
@@ -81,7 +90,7 @@ export async function main(args: string[], env: Env = Deno.env): Promise<number>
       console.error(err.message);
       return 2;
     }
-    console.error(`error: ${(err as Error).message}`);
+    console.error(`error: ${redactConnectionString((err as Error).message)}`);
     return 1;
   } finally {
     await ctx.close();

@@ -1,7 +1,8 @@
 /**
  * The audited operator actions on stored identity: `release` (let a voided or deleted bill be
- * issued again) and `link` (state which Stripe object a bill or tenant is). Both check Stripe
- * first and go through the compare-and-set SQL functions.
+ * issued again, or forget a tenant's deleted customer), `replace` (swap a tenant's customer) and
+ * `link` (state which Stripe object a bill or tenant is). All check Stripe first and go through
+ * the compare-and-set SQL functions.
  */
 import { type CommandSpec, type Flags, UsageError } from "../args.ts";
 import type { CliContext } from "../context.ts";
@@ -17,14 +18,41 @@ import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 
 export const releaseSpec: CommandSpec = {
   name: "release",
-  summary:
-    "Forget a bill's voided or deleted invoice so the next publish issues a new one (audited).",
-  usage: "release --bill KIND:ID --reason TEXT",
+  summary: "Forget a bill's voided/deleted invoice or a tenant's deleted customer (audited).",
+  usage: "release (--bill KIND:ID | --tenant SLUG) --reason TEXT",
   flags: {
     bill: {
       type: "string",
       placeholder: "KIND:ID",
       description: "the bill, e.g. manual:3 or final:12",
+    },
+    tenant: {
+      type: "string",
+      placeholder: "SLUG",
+      description: "the tenant whose customer to forget, e.g. acmeCo/",
+    },
+    reason: {
+      type: "string",
+      placeholder: "TEXT",
+      description: "why, recorded in the audit",
+      required: true,
+    },
+  },
+  details: "Refused unless the stored invoice is void in Stripe or gone (deleted draft), or the\n" +
+    "tenant's stored customer is deleted in Stripe. A released customer is never linked again;\n" +
+    "the next publish (or link) gives the tenant a new one. Use replace for a live customer.",
+};
+
+export const replaceSpec: CommandSpec = {
+  name: "replace",
+  summary: "Swap a tenant's stored customer for another one (audited; the old one is retired).",
+  usage: "replace --tenant SLUG --customer cus_... --reason TEXT",
+  flags: {
+    tenant: { type: "string", placeholder: "SLUG", description: "the tenant, e.g. acmeCo/" },
+    customer: {
+      type: "string",
+      placeholder: "cus_...",
+      description: "the tenant's new Stripe customer",
       required: true,
     },
     reason: {
@@ -34,7 +62,8 @@ export const releaseSpec: CommandSpec = {
       required: true,
     },
   },
-  details: "Refused unless the stored invoice is void in Stripe or gone (deleted draft).",
+  details: "Refused when the new customer is deleted, belongs to another tenant, is linked\n" +
+    "elsewhere or was released before. The old customer is never linked to any tenant again.",
 };
 
 export const linkSpec: CommandSpec = {
@@ -124,8 +153,17 @@ function report(ctx: CliContext, result: IdentityResult): number {
   return result.ok ? 0 : 1;
 }
 
-/** `release`: forget a voided/deleted invoice. */
+/** `release`: forget a voided/deleted invoice, or a tenant's deleted customer. */
 export async function runRelease(ctx: CliContext, flags: Flags): Promise<number> {
+  if (flags.tenant !== undefined) {
+    if (flags.bill !== undefined) {
+      throw new UsageError("release takes --bill or --tenant, not both");
+    }
+    return await releaseTenant(ctx, flags);
+  }
+  if (flags.bill === undefined) {
+    throw new UsageError("release needs --bill KIND:ID or --tenant SLUG");
+  }
   const { kind, id } = requireBill(flags);
   const reason = requireReason(flags);
   const bill = await loadBill(ctx, kind, id);
@@ -240,32 +278,131 @@ async function linkBill(ctx: CliContext, flags: Flags, reason: string): Promise<
   });
 }
 
-async function linkTenant(ctx: CliContext, flags: Flags, reason: string): Promise<number> {
+function requireTenant(flags: Flags): string {
   const tenant = String(flags.tenant ?? "");
-  const customerId = String(flags.customer ?? "");
   if (!/^[A-Za-z0-9_.-]+\/$/.test(tenant)) {
     throw new UsageError(`--tenant must be a tenant slug ending in "/", got "${tenant}"`);
   }
+  return tenant;
+}
+
+function requireCustomer(flags: Flags): string {
+  const customerId = String(flags.customer ?? "");
   if (!/^cus_[A-Za-z0-9]+$/.test(customerId)) {
     throw new UsageError(`--customer must look like cus_..., got "${customerId}"`);
   }
-  const exists = await ctx.sql`select 1 from public.tenants where tenant = ${tenant}`;
-  if (exists.length === 0) throw new UsageError(`tenant ${tenant} does not exist`);
-  const refuse = (message: string) =>
-    report(ctx, { ok: false, action: "link", subject: tenant, stored_id: null, message });
-  let customer: Stripe.Customer | Stripe.DeletedCustomer;
+  return customerId;
+}
+
+/** The tenant's stored customer; a UsageError when the tenant does not exist. */
+async function loadTenantCustomer(ctx: CliContext, tenant: string): Promise<string | null> {
+  const rows = await ctx.sql<{ stripe_customer_id: string | null }[]>`
+    select stripe_customer_id from public.tenants where tenant = ${tenant}`;
+  if (rows.length === 0) throw new UsageError(`tenant ${tenant} does not exist`);
+  return rows[0].stripe_customer_id;
+}
+
+/** The customer in Stripe: live, deleted (a deleted object or a 404), or "missing". */
+async function retrieveCustomer(
+  ctx: CliContext,
+  customerId: string,
+): Promise<Stripe.Customer | "deleted" | "missing"> {
   try {
-    customer = await ctx.caller.call(
+    const customer = await ctx.caller.call(
       "GET /v1/customers/:id",
       (s) => s.customers.retrieve(customerId),
     );
+    return "deleted" in customer && customer.deleted ? "deleted" : customer as Stripe.Customer;
   } catch (err) {
-    if (isStripeNotFound(err)) return refuse(`customer ${customerId} does not exist in Stripe`);
+    if (isStripeNotFound(err)) return "missing";
     throw err;
   }
-  if ("deleted" in customer && customer.deleted) return refuse(`customer ${customerId} is deleted`);
-  const owner = (customer as Stripe.Customer).metadata?.[TENANT_NAME_KEY];
-  if (owner && owner !== tenant) return refuse(`customer ${customerId} belongs to tenant ${owner}`);
+}
+
+/** Why `customerId` may not become `tenant`'s customer, or null when it may. */
+async function customerRefusal(
+  ctx: CliContext,
+  tenant: string,
+  customerId: string,
+): Promise<string | null> {
+  const customer = await retrieveCustomer(ctx, customerId);
+  if (customer === "missing") return `customer ${customerId} does not exist in Stripe`;
+  if (customer === "deleted") return `customer ${customerId} is deleted`;
+  const owner = customer.metadata?.[TENANT_NAME_KEY];
+  if (owner && owner !== tenant) return `customer ${customerId} belongs to tenant ${owner}`;
+  return null;
+}
+
+async function releaseTenant(ctx: CliContext, flags: Flags): Promise<number> {
+  const tenant = requireTenant(flags);
+  const reason = requireReason(flags);
+  const stored = await loadTenantCustomer(ctx, tenant);
+  const done = (ok: boolean, message: string, storedId: string | null) =>
+    report(ctx, { ok, action: "release", subject: tenant, stored_id: storedId, message });
+  if (!stored) return done(true, `${tenant} has no stored customer; nothing to release`, null);
+  const customer = await retrieveCustomer(ctx, stored);
+  if (typeof customer !== "string") {
+    return done(
+      false,
+      `${tenant}'s customer ${stored} is live in Stripe; only a deleted customer may be ` +
+        "released (use replace to swap it for another)",
+      stored,
+    );
+  }
+  await ctx.sql`select internal.record_customer_deleted(${stored}, now())`;
+  const [out] = await ctx.sql<
+    { outcome: string; stored_id: string | null; detail: string | null }[]
+  >`
+    select outcome, stored_id, detail
+    from internal.release_tenant_customer(${tenant}, ${stored}, ${ctx.actor}, ${reason})`;
+  const ok = out.outcome === "released";
+  return done(
+    ok,
+    ok
+      ? `released ${stored} (deleted) from ${tenant}; it is never linked again, and the next ` +
+        "publish gives the tenant a new customer"
+      : `${out.detail}`,
+    out.stored_id,
+  );
+}
+
+/** `replace`: swap a tenant's customer for another, retiring the old one. */
+export async function runReplace(ctx: CliContext, flags: Flags): Promise<number> {
+  const tenant = requireTenant(flags);
+  const customerId = requireCustomer(flags);
+  const reason = requireReason(flags);
+  const stored = await loadTenantCustomer(ctx, tenant);
+  const refuse = (message: string) =>
+    report(ctx, { ok: false, action: "replace", subject: tenant, stored_id: stored, message });
+  if (!stored) return refuse(`${tenant} has no stored customer; use link to store one`);
+  const refusal = await customerRefusal(ctx, tenant, customerId);
+  if (refusal) return refuse(refusal);
+  const [out] = await ctx.sql<
+    { outcome: string; stored_id: string | null; detail: string | null }[]
+  >`
+    select outcome, stored_id, detail
+    from internal.replace_tenant_customer(${tenant}, ${stored}, ${customerId}, ${ctx.actor},
+      ${reason})`;
+  const ok = out.outcome === "replaced" || out.outcome === "unchanged";
+  return report(ctx, {
+    ok,
+    action: "replace",
+    subject: tenant,
+    stored_id: out.stored_id,
+    message: ok
+      ? `${tenant} is customer ${customerId} (${out.outcome}); ${stored} is retired`
+      : `${out.detail}`,
+  });
+}
+
+async function linkTenant(ctx: CliContext, flags: Flags, reason: string): Promise<number> {
+  const tenant = requireTenant(flags);
+  const customerId = requireCustomer(flags);
+  await loadTenantCustomer(ctx, tenant);
+  const refuse = (message: string) =>
+    report(ctx, { ok: false, action: "link", subject: tenant, stored_id: null, message });
+  const refusal = await customerRefusal(ctx, tenant, customerId);
+  if (refusal) return refuse(refusal);
   const [out] = await ctx.sql<
     { outcome: string; stored_id: string | null; detail: string | null }[]
   >`
@@ -277,6 +414,10 @@ async function linkTenant(ctx: CliContext, flags: Flags, reason: string): Promis
     action: "link",
     subject: tenant,
     stored_id: out.stored_id,
-    message: ok ? `${tenant} is customer ${customerId} (${out.outcome})` : `${out.detail}`,
+    message: ok
+      ? `${tenant} is customer ${customerId} (${out.outcome})`
+      : out.outcome === "conflict"
+      ? `${out.detail}; release it first if it was deleted, or use replace`
+      : `${out.detail}`,
   });
 }

@@ -22,6 +22,8 @@ export interface TenantBillingRow {
   billing_email: string | null;
   billing_name: string | null;
   billing_address: Record<string, string | null> | null;
+  /** How many customers this tenant name has released (0 for nearly every tenant). */
+  customer_generation: number;
 }
 
 /** How a tenant's customer was found. */
@@ -45,11 +47,18 @@ export interface CustomerDeps {
 }
 
 /**
+/**
  * The idempotency key of a tenant's customer create, shared by every entry point; it names the
- * installation, so two databases on one Stripe account never share a customer by replay.
+ * installation, so two databases on one Stripe account never share a customer by replay. A
+ * tenant name that released a customer gets a new key, so its create never replays that one.
  */
-export function customerCreateIdempotencyKey(installation: string, tenant: string): string {
-  return customerCreateKey(installation, tenant);
+export function customerCreateIdempotencyKey(
+  installation: string,
+  tenant: string,
+  generation = 0,
+): string {
+  const key = customerCreateKey(installation, tenant);
+  return generation === 0 ? key : `${key}#${generation}`;
 }
 
 const ADDRESS_FIELDS = ["line1", "line2", "city", "state", "postal_code", "country"] as const;
@@ -84,7 +93,8 @@ export function customerCreateParams(
 /** Reads the tenant's billing row; throws when the tenant does not exist. */
 export async function loadTenantBillingRow(sql: Sql, tenant: string): Promise<TenantBillingRow> {
   const rows = await sql<TenantBillingRow[]>`
-    select tenant, stripe_customer_id, billing_email, billing_name, billing_address
+    select tenant, stripe_customer_id, billing_email, billing_name, billing_address,
+      internal.tenant_customer_generation(tenant::text) as customer_generation
     from public.tenants where tenant = ${tenant}`;
   if (rows.length === 0) throw new Error(`tenant ${tenant} does not exist`);
   return rows[0];
@@ -144,10 +154,17 @@ async function findCustomer(
     (s) => s.customers.search({ query: customerSearchQuery(tenant), limit: 100 }),
   );
   const installation = await installationId(deps.sql);
+  const named = found.data.filter((c) => c.metadata?.[TENANT_NAME_KEY] === tenant);
+  // A released customer (an earlier tenant of this name, or a replaced one) is never adopted.
+  const released = new Set(
+    named.length === 0 ? [] : (await deps.sql<{ id: string }[]>`
+      select stripe_customer_id as id from internal.released_customers
+      where stripe_customer_id = any(${named.map((c) => c.id)}::text[])`).map((r) => r.id),
+  );
   // Another installation's customer (a staging copy on the same account) is never adopted.
-  const hits = found.data
+  const hits = named
     .filter((c) =>
-      c.metadata?.[TENANT_NAME_KEY] === tenant &&
+      !released.has(c.id) &&
       (c.metadata?.[INSTALLATION_KEY] === undefined ||
         c.metadata[INSTALLATION_KEY] === installation)
     )
@@ -182,7 +199,9 @@ export async function resolveCustomer(
     "POST /v1/customers",
     (s, requestOptions) =>
       s.customers.create(customerCreateParams(row, installation), requestOptions),
-    { idempotencyKey: customerCreateIdempotencyKey(installation, tenant) },
+    {
+      idempotencyKey: customerCreateIdempotencyKey(installation, tenant, row.customer_generation),
+    },
   );
   const link = await linkCustomer(deps, tenant, created.id, "created");
   return settle(link, created.id, "created", []);

@@ -3,8 +3,9 @@
  * transaction-mode pooler: no prepared statements, no session state relied upon.
  */
 import postgres from "npm:postgres@3.4.9";
+import { redactConnectionString } from "./http.ts";
 
-export { postgres };
+export { postgres, redactConnectionString };
 
 /** A connection pool. */
 export type Sql = postgres.Sql<Record<string, never>>;
@@ -17,16 +18,59 @@ export interface DbOptions {
   applicationName?: string;
 }
 
+/** SUPABASE_DB_URL cannot be used; the message says why and never contains the URL. */
+export class DbUrlError extends Error {
+  constructor(problem: string) {
+    super(`SUPABASE_DB_URL is not a valid connection string: ${problem}`);
+    this.name = "DbUrlError";
+  }
+}
+
+/** What is wrong with a connection string, in words that never quote it; null when usable. */
+export function dbUrlProblem(url: string): string | null {
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^]*)$/i.exec(url)?.[1] ?? "";
+  const userinfo = authority.includes("@") ? authority.slice(0, authority.lastIndexOf("@")) : "";
+  if (/[#?/]/.test(userinfo)) {
+    return "the user or password contains an unencoded #, ? or / (percent-encode it, e.g. # as %23)";
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    const hostPort = authority.slice(authority.lastIndexOf("@") + 1).split("/")[0];
+    if (/^[^:[\]]+:[^:]*$/.test(hostPort) && !/^[^:]+:\d*$/.test(hostPort)) {
+      return "the port is not a number";
+    }
+    return "it is not a valid URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)";
+  }
+  if (!/^postgres(ql)?:$/.test(parsed.protocol)) return "the scheme must be postgresql://";
+  if (parsed.hash) return "it contains an unencoded # (percent-encode it as %23)";
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return "the user or password has a malformed percent-escape (write % itself as %25)";
+  }
+  return null;
+}
+
 /** Opens a pool to `url` (SUPABASE_DB_URL or the local stack). */
 export function createDb(url: string, options: DbOptions = {}): Sql {
-  return postgres(url, {
-    max: options.max ?? 4,
-    prepare: false,
-    idle_timeout: 20,
-    connect_timeout: 10,
-    onnotice: () => {},
-    connection: { application_name: options.applicationName ?? "billing" },
-  }) as unknown as Sql;
+  const problem = dbUrlProblem(url);
+  if (problem) throw new DbUrlError(problem);
+  try {
+    return postgres(url, {
+      max: options.max ?? 4,
+      prepare: false,
+      idle_timeout: 20,
+      connect_timeout: 10,
+      onnotice: () => {},
+      connection: { application_name: options.applicationName ?? "billing" },
+    }) as unknown as Sql;
+  } catch (err) {
+    // The driver's parse errors quote the URL, password included.
+    throw new DbUrlError(redactConnectionString((err as Error).name ?? "parse error"));
+  }
 }
 
 /** The local stack's database URL, used when SUPABASE_DB_URL is not set. */

@@ -53,6 +53,12 @@ export function errorResponse(err: HttpError): Response {
   return json({ error }, err.status);
 }
 
+/** Replaces the password of every connection string in `text` with `***`. */
+export function redactConnectionString(text: string): string {
+  // Greedy to the token's last "@": an unencoded "@" may sit inside the password.
+  return text.replace(/(postgres(?:ql)?:\/\/[^\s:/@]*:)\S*@/g, "$1***@");
+}
+
 /**
  * Wraps a handler: answers preflights, adds CORS headers to every response, turns HttpErrors into
  * JSON and anything else into a 500 that reveals nothing (the log gets the name and message).
@@ -69,7 +75,7 @@ export function withCors(name: string, handler: Handler): Handler {
     } catch (err) {
       if (err instanceof HttpError) return errorResponse(err);
       const e = err instanceof Error ? err : new Error(String(err));
-      console.error(`${name}: ${e.name}: ${e.message}`);
+      console.error(`${name}: ${e.name}: ${redactConnectionString(e.message)}`);
       return errorResponse(new HttpError(500, "internal_error", "internal error"));
     }
   };
@@ -87,6 +93,41 @@ export async function readJsonObject(req: Request): Promise<Record<string, unkno
     throw new HttpError(400, "invalid_json", "request body must be a JSON object", "body");
   }
   return body as Record<string, unknown>;
+}
+
+/**
+ * Reads a body as text, refusing with 413 once it exceeds `maxBytes`: a declared Content-Length
+ * over the cap is refused unread, and a chunked body is read only up to the cap.
+ */
+export async function readCappedText(req: Request, maxBytes: number): Promise<string> {
+  const tooLarge = () =>
+    new HttpError(413, "payload_too_large", `request body exceeds ${maxBytes} bytes`, "body");
+  const declared = Number(req.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await req.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /** An {@link Env} over a plain record (the gateway and tests use it). */

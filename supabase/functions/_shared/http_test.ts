@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HttpError, json, readJsonObject, withCors } from "./http.ts";
+import { HttpError, json, readCappedText, readJsonObject, withCors } from "./http.ts";
 
 const origin = (res: Response) => res.headers.get("access-control-allow-origin");
 
@@ -51,4 +51,24 @@ Deno.test("readJsonObject() accepts only a JSON object", async () => {
   for (const body of ["", "nope", "[]", "1", "null"]) {
     await assert.rejects(read(body), (e) => e instanceof HttpError && e.field === "body");
   }
+});
+
+Deno.test("readCappedText refuses a body over the cap, declared or streamed", async () => {
+  const declared = new Request("http://x/", { method: "POST", body: "x".repeat(11) });
+  await assert.rejects(readCappedText(declared, 10), (err: HttpError) => err.status === 413);
+  const chunks = ["12345", "67890", "1"];
+  const streamed = new Request("http://x/", {
+    method: "POST",
+    body: new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const next = chunks.shift();
+        if (next === undefined) controller.close();
+        else controller.enqueue(new TextEncoder().encode(next));
+      },
+    }),
+  });
+  assert.equal(streamed.headers.get("content-length"), null);
+  await assert.rejects(readCappedText(streamed, 10), (err: HttpError) => err.status === 413);
+  const fits = new Request("http://x/", { method: "POST", body: "héllo" });
+  assert.equal(await readCappedText(fits, 10), "héllo");
 });

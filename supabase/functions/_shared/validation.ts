@@ -18,6 +18,20 @@ export function stripeIdSchema(prefix: string) {
   return z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9]+$`), `must look like ${prefix}_...`);
 }
 
+/**
+ * Billing dates lie in these years. Postgres has no year 0000 (and the engine adds months to
+ * the last one), so anything outside is refused here rather than failing in the database.
+ */
+export const MIN_BILLING_YEAR = 1970;
+export const MAX_BILLING_YEAR = 2999;
+
+function yearInRange(s: string): boolean {
+  const year = Number(s.slice(0, 4));
+  return year >= MIN_BILLING_YEAR && year <= MAX_BILLING_YEAR;
+}
+
+const YEAR_RANGE_MESSAGE = `must be in the years ${MIN_BILLING_YEAR} to ${MAX_BILLING_YEAR}`;
+
 /** A calendar date, YYYY-MM-DD. */
 export const isoDateSchema = z.string().regex(
   /^\d{4}-\d{2}-\d{2}$/,
@@ -26,7 +40,13 @@ export const isoDateSchema = z.string().regex(
   // Round-trip: Date.parse accepts 2030-02-30 as March 2.
   const t = Date.parse(`${s}T00:00:00Z`);
   return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === s;
-}, "must be a valid date");
+}, "must be a valid date").refine(yearInRange, YEAR_RANGE_MESSAGE);
+
+/** A billed month, YYYY-MM. */
+export const monthSchema = z.string().regex(
+  /^\d{4}-(0[1-9]|1[0-2])$/,
+  "must be a month, YYYY-MM",
+).refine(yearInRange, YEAR_RANGE_MESSAGE);
 
 /** The value at `path` inside `value`, or undefined. */
 function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {

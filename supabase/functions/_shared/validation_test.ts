@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { HttpError } from "./http.ts";
-import { isoDateSchema, parseOrThrow, stripeIdSchema, tenantSchema, z } from "./validation.ts";
+import {
+  isoDateSchema,
+  monthSchema,
+  parseOrThrow,
+  stripeIdSchema,
+  tenantSchema,
+  z,
+} from "./validation.ts";
 
 function fieldOf(schema: z.ZodType, value: unknown): { field?: string; message: string } {
   try {
@@ -37,4 +44,18 @@ Deno.test("isoDateSchema refuses impossible dates", () => {
   assert.equal(isoDateSchema.safeParse("2030-13-01").success, false);
   assert.equal(isoDateSchema.safeParse("2030-02-30").success, false);
   assert.equal(isoDateSchema.safeParse("2030-1-1").success, false);
+});
+
+Deno.test("isoDateSchema and monthSchema refuse years Postgres or the engine cannot take", () => {
+  for (const date of ["0000-01-01", "0001-06-15", "1969-12-31", "3000-01-01"]) {
+    assert.equal(isoDateSchema.safeParse(date).success, false, date);
+  }
+  for (const date of ["1970-01-01", "2999-12-31"]) {
+    assert.equal(isoDateSchema.safeParse(date).success, true, date);
+  }
+  for (const month of ["0000-05", "1969-12", "3000-01"]) {
+    assert.equal(monthSchema.safeParse(month).success, false, month);
+  }
+  assert.equal(monthSchema.safeParse("2026-10").success, true);
+  assert.equal(monthSchema.safeParse("2026-13").success, false);
 });

@@ -47,3 +47,39 @@ export async function receiveStripeEvent(sql: Sql, event: StripeEventLike): Prom
     return row.outcome;
   });
 }
+
+/** Records a signed event the mirror refused (as service_role), naming the field at fault. */
+export async function recordRejectedStripeEvent(
+  sql: Sql,
+  event: StripeEventLike,
+  field: string | null,
+  reason: string,
+): Promise<void> {
+  await asService(sql, async (tx) => {
+    await tx`select internal.record_rejected_stripe_event(${tx.json(asJson(event))}, ${field},
+      ${reason})`;
+  });
+}
+
+/** Whether a database error says the event's data is unusable (retrying cannot help). */
+export function isUnusableEventError(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? "";
+  // 22xxx: data exceptions (22023 is our own refusal by field); 23514: a check constraint.
+  return code.startsWith("22") || code === "23514";
+}
+
+/**
+ * Whether any `t=` timestamp in a Stripe-Signature header lies more than `toleranceSeconds`
+ * in the future. The SDK only refuses signatures that are too old.
+ */
+export function signedInTheFuture(
+  header: string,
+  nowSeconds: number,
+  toleranceSeconds: number,
+): boolean {
+  return header.split(",").some((part) => {
+    const [key, value] = part.trim().split("=", 2);
+    return key === "t" && /^\d+$/.test(value ?? "") &&
+      Number(value) > nowSeconds + toleranceSeconds;
+  });
+}

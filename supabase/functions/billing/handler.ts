@@ -96,6 +96,49 @@ function billSelector(req: InvoiceRequest): BillSelector {
   return { type: req.type!, date_start: req.date_start!, date_end: req.date_end! };
 }
 
+/** Setup intents per tenant per window, shared by every instance (counted in Postgres). */
+export interface SetupIntentLimit {
+  limit: number;
+  windowSeconds: number;
+}
+
+function positiveInt(env: Env, name: string, fallback: number): number {
+  const raw = env.get(name);
+  const n = Number(raw);
+  return raw !== undefined && Number.isInteger(n) && n >= 1 ? n : fallback;
+}
+
+/** SETUP_INTENT_LIMIT per SETUP_INTENT_WINDOW_SECONDS; 10 an hour unless set. */
+export function setupIntentLimitFromEnv(env: Env): SetupIntentLimit {
+  return {
+    limit: positiveInt(env, "SETUP_INTENT_LIMIT", 10),
+    windowSeconds: positiveInt(env, "SETUP_INTENT_WINDOW_SECONDS", 3600),
+  };
+}
+
+/** Counts the attempt; a 429 with Retry-After when the tenant is past its limit. */
+async function takeSetupIntentSlot(
+  sql: Sql,
+  tenant: string,
+  limit: SetupIntentLimit,
+): Promise<Response | null> {
+  const [{ wait }] = await sql<{ wait: number }[]>`
+    select internal.take_setup_intent_slot(${tenant}, ${limit.limit}, ${limit.windowSeconds})
+      as wait`;
+  if (wait === 0) return null;
+  return json(
+    {
+      error: {
+        code: "rate_limited",
+        message: `too many setup intents for ${tenant}; try again in ${wait} s`,
+        field: "tenant",
+      },
+    },
+    429,
+    { "Retry-After": String(wait) },
+  );
+}
+
 type PaymentRequest = Exclude<
   BillingRequest,
   { operation: "get-tenant-invoice" | "list-tenant-invoices" }
@@ -155,6 +198,7 @@ function stripeFailure(err: unknown): HttpError | null {
 /** Builds the billing function over `env` (Deno.env when deployed, a map under the gateway). */
 export function createApp(env: Env): FunctionApp {
   const keys = jwtKeysFromEnv(env);
+  const setupIntentLimit = setupIntentLimitFromEnv(env);
   let sql: Sql | undefined;
   let caller: StripeCaller | undefined;
   const db = () => sql ??= createDb(dbUrlFromEnv(env), { max: 3, applicationName: "billing" });
@@ -197,9 +241,14 @@ export function createApp(env: Env): FunctionApp {
         const invoice = await retrieveBillInvoice(db(), stripe(), bill.stripe_invoice_id);
         return json({ bill_id: bill.bill_id, invoice });
       }
-      default:
+      default: {
         await asCaller(db(), claims, (tx) => requireTenantAdmin(tx, body.tenant));
+        if (body.operation === "setup-intent") {
+          const limited = await takeSetupIntentSlot(db(), body.tenant, setupIntentLimit);
+          if (limited) return limited;
+        }
         return json(await paymentOperation(body, db(), stripe(), `billing:${user.sub}`));
+      }
     }
   };
 

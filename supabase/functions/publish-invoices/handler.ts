@@ -14,11 +14,11 @@ import {
 } from "../_shared/http.ts";
 import { publish } from "../_shared/publish.ts";
 import { createStripe, type Stripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
-import { parseOrThrow, tenantSchema, z } from "../_shared/validation.ts";
+import { monthSchema, parseOrThrow, tenantSchema, z } from "../_shared/validation.ts";
 
 /** The request body. Unknown fields are refused, so a typo never silently means "all tenants". */
 export const publishBodySchema = z.strictObject({
-  month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "must be a month, YYYY-MM"),
+  month: monthSchema,
   tenants: z.array(tenantSchema).min(1, "must list at least one tenant").max(10_000).optional(),
   dry_run: z.boolean().optional(),
   recreate_existing: z.boolean().optional(),
