@@ -82,22 +82,37 @@ export async function recordInvoiceState(
     ${at.toISOString()}::timestamptz, ${source})`;
 }
 
-/** Retrieves an invoice by ID; null when Stripe answers 404 (deleted). Draft lines are read in full. */
+/**
+ * Retrieves an invoice by ID; null when Stripe answers 404 (deleted). Draft lines are read in
+ * full. The customer comes expanded in the same call, so a customer deleted by hand is noticed
+ * without another request.
+ */
 export async function retrieveInvoice(
   deps: { sql: Sql; caller: StripeCaller; now: () => Date },
   id: string,
-): Promise<{ invoice: Stripe.Invoice; snapshot: InvoiceSnapshot } | null> {
+): Promise<
+  { invoice: Stripe.Invoice; snapshot: InvoiceSnapshot; customerDeleted: boolean } | null
+> {
   let inv: Stripe.Invoice;
   try {
-    inv = await deps.caller.call("GET /v1/invoices/:id", (s) => s.invoices.retrieve(id));
+    inv = await deps.caller.call(
+      "GET /v1/invoices/:id",
+      (s) => s.invoices.retrieve(id, { expand: ["customer"] }),
+    );
   } catch (err) {
     if (!isStripeNotFound(err)) throw err;
     await recordInvoiceState(deps.sql, { id, deleted: true }, deps.now());
     return null;
   }
+  let customerDeleted = false;
+  if (inv.customer !== null && typeof inv.customer === "object") {
+    customerDeleted = "deleted" in inv.customer && inv.customer.deleted === true;
+    // Everything downstream (the mirror, snapshots) keeps the customer as its ID.
+    inv = { ...inv, customer: inv.customer.id } as Stripe.Invoice;
+  }
   await recordInvoiceState(deps.sql, inv, deps.now());
   const lines = inv.status === "draft" ? await readAllLines(deps.caller, inv) : null;
-  return { invoice: inv, snapshot: toSnapshot(inv, lines) };
+  return { invoice: inv, snapshot: toSnapshot(inv, lines), customerDeleted };
 }
 
 /** Every invoice of a customer (all pages, newest first), plus which bills hold them. */

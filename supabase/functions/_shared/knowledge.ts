@@ -178,6 +178,12 @@ export async function learn(
   let invoice: InvoiceKnowledge;
   if (bill.storedInvoiceId) {
     const r = await retrieveInvoice({ sql: deps.sql, caller, now }, bill.storedInvoiceId);
+    // The tenant's customer deleted by hand: its draft is not "up to date", it is warned.
+    if (r?.customerDeleted && r.snapshot.customer === customerId) {
+      await deps.sql`select internal.record_customer_deleted(${customerId},
+        ${now().toISOString()}::timestamptz)`;
+      return { knowledge: withHistory({ ...base, customerId, customerDeleted: true }), notes };
+    }
     invoice = { via: "stored", invoice: r?.snapshot ?? null };
     // A replacement we started may have made its successor already: look for it by bill ID.
     if (customerId && history.replacementStartedFor === bill.storedInvoiceId) {

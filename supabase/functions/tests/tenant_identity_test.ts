@@ -190,12 +190,10 @@ Deno.test({
   },
 });
 
-// PENDING ENGINE WIRING (issue 13, "a deleted customer is noticed before anything is called up to
-// date"): fails until the publish engine calls customerDeletedInStripe for the tenant's stored
-// customer before it reports a draft unchanged. Run it with BILLING_PENDING_ENGINE_TESTS=1.
+// A deleted customer is noticed before anything is called up to date: the stored invoice's
+// retrieve expands its customer.
 Deno.test({
-  name: "PENDING engine wiring: a draft on a customer deleted by hand is warned, not up to date",
-  ignore: Deno.env.get("BILLING_PENDING_ENGINE_TESTS") !== "1",
+  name: "a draft on a customer deleted by hand is warned, not up to date",
   ...IO,
   async fn() {
     const w = await openWorld();
