@@ -2,7 +2,7 @@
  * The drain loop: claim items of a run, and for each load the bill, learn what is known, plan
  * (pure) and execute, until the run is empty or the time budget is spent.
  */
-import { loadBill } from "./bills.ts";
+import { loadBill, loadBillHistory } from "./bills.ts";
 import type { EngineDeps } from "./engine.ts";
 import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
@@ -143,6 +143,12 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
     const c = classify(bill);
     if (c.kind === "settled") {
       plan = c.action;
+    } else if (
+      c.kind === "check_stored" && !bill.storedInvoiceId &&
+      (await loadBillHistory(deps.sql, claim.bill_kind, claim.bill_id, run.id)).priorCreate === null
+    ) {
+      // Skippable, nothing stored and never created: nothing in Stripe to look at.
+      plan = c.skip;
     } else {
       const learned = await learn(
         ic,

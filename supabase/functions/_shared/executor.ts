@@ -254,6 +254,7 @@ async function discard(
     }
     await recordInvoiceState(d.sql, { id, deleted: true }, d.now());
   }
+  if (!action.linked) return { outcome: "skipped", invoiceId: null, detail: action.detail };
   const [l] = await d.sql<LinkOutcome[]>`
     select outcome, stored_id, detail from internal.release_bill_invoice(${action.bill.kind},
       ${action.bill.id}, ${id}, ${"publish:" + d.worker},

@@ -123,6 +123,14 @@ export async function learn(
     keySalt: 0,
   };
   const history = await loadBillHistory(deps.sql, bill.kind as "final" | "manual", bill.id, run.id);
+  const listFor = async (cid: string) => {
+    let l = ic.lists.get(cid);
+    if (!l) {
+      l = await listCustomerInvoices({ sql: deps.sql, caller }, cid);
+      ic.lists.set(cid, l);
+    }
+    return l;
+  };
   const withHistory = (k: StripeKnowledge): StripeKnowledge => ({ ...k, ...history });
   // A bill that will be skipped still has its stored invoice looked at (a stale draft).
   const storedOnly = async (k: StripeKnowledge) => {
@@ -130,7 +138,14 @@ export async function learn(
     const r = await retrieveInvoice({ sql: deps.sql, caller, now }, bill.storedInvoiceId);
     return withHistory({ ...k, invoice: { via: "stored", invoice: r?.snapshot ?? null } });
   };
-  if (storedInvoiceOnly) return { knowledge: await storedOnly(base), notes };
+  if (storedInvoiceOnly) {
+    // No stored ID but an earlier create: an interrupted run may have left a draft to find.
+    if (!bill.storedInvoiceId && history.priorCreate && tenantCustomerId) {
+      const listed = (await listFor(tenantCustomerId)).listed;
+      return { knowledge: withHistory({ ...base, invoice: { via: "listed", listed } }), notes };
+    }
+    return { knowledge: await storedOnly(base), notes };
+  }
   if (tenantCustomerId && await customerDeletedLocally(deps.sql, tenantCustomerId)) {
     return { knowledge: withHistory({ ...base, customerDeleted: true }), notes };
   }
@@ -167,14 +182,6 @@ export async function learn(
     }
     if (r.conflict) notes.push(r.conflict);
   }
-  const listFor = async (cid: string) => {
-    let l = ic.lists.get(cid);
-    if (!l) {
-      l = await listCustomerInvoices({ sql: deps.sql, caller }, cid);
-      ic.lists.set(cid, l);
-    }
-    return l;
-  };
   let invoice: InvoiceKnowledge;
   if (bill.storedInvoiceId) {
     const r = await retrieveInvoice({ sql: deps.sql, caller, now }, bill.storedInvoiceId);

@@ -199,6 +199,8 @@ export type Action =
     invoiceId: string;
     /** The draft is already gone (an earlier attempt deleted it): only release the ID. */
     alreadyDeleted: boolean;
+    /** The draft is the bill's stored invoice (released after); false: an unlinked orphan. */
+    linked: boolean;
   }
   | {
     kind: "skip";

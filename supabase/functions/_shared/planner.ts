@@ -99,14 +99,11 @@ export function classify(bill: Bill): Classification {
   } else if (bill.subtotal < MINIMUM_CHARGE_CENTS) {
     s = skip(bill, "under_minimum", `subtotal ${bill.subtotal}¢ is under Stripe's 50¢ minimum`);
   }
-  if (s) return bill.storedInvoiceId ? { kind: "check_stored", skip: s } : settled(s);
+  // Skippable, but what Stripe holds for it (a stored or an orphaned draft) decides how.
+  if (s) return { kind: "check_stored", skip: s };
   const needsPaymentMethod = bill.kind === "final" &&
     Number(bill.extra?.processed_data_gb ?? 0) === 0;
   return { kind: "needs_stripe", needsPaymentMethod };
-}
-
-function settled(action: Action): Classification {
-  return { kind: "settled", action };
 }
 
 /**
@@ -123,7 +120,7 @@ export function settleSkip(
   const id = bill.storedInvoiceId!;
   if (stored === null) {
     return deletedByUs
-      ? { ...s, kind: "discard", invoiceId: id, alreadyDeleted: true }
+      ? { ...s, kind: "discard", invoiceId: id, alreadyDeleted: true, linked: true }
       : { ...s, detail: `${s.detail}; its invoice ${id} was deleted in Stripe` };
   }
   switch (stored.status) {
@@ -133,6 +130,7 @@ export function settleSkip(
         kind: "discard",
         invoiceId: id,
         alreadyDeleted: false,
+        linked: true,
         detail: `${s.detail}: deletes its stale draft ${id}`,
       };
     case "void":
@@ -145,6 +143,33 @@ export function settleSkip(
         id,
       );
   }
+}
+
+/**
+ * A skippable bill with no stored ID whose earlier create may have lost its link (a crash
+ * between create and link): a draft carrying its bill ID is deleted, a finalized one linked.
+ */
+function settleOrphan(
+  bill: Bill,
+  s: Extract<Action, { kind: "skip" }>,
+  k: StripeKnowledge,
+  ctx: PlanContext,
+): Action {
+  if (k.invoice.via !== "listed") return s;
+  const m = matchInvoice(bill, k.invoice.listed, [], ctx.installation);
+  if (m.kind !== "found" || m.via !== "bill_id" || m.invoice.status === "void") return s;
+  const id = m.invoice.id;
+  if (m.invoice.status !== "draft") {
+    return { ...s, adopt: { invoiceId: id, via: m.via }, invoiceId: id };
+  }
+  return {
+    ...s,
+    kind: "discard",
+    invoiceId: id,
+    alreadyDeleted: false,
+    linked: false,
+    detail: `${s.detail}: deletes the draft ${id} an interrupted run left`,
+  };
 }
 
 function wantedLines(bill: Bill): LineSpec[] {
@@ -319,7 +344,8 @@ export function decide(bill: Bill, k: StripeKnowledge, ctx: PlanContext): Action
   const deletedByUs = k.replacementStartedFor !== null &&
     k.replacementStartedFor === bill.storedInvoiceId;
   if (c.kind === "check_stored") {
-    return settleSkip(bill, c.skip, stored ?? null, deletedByUs);
+    if (bill.storedInvoiceId) return settleSkip(bill, c.skip, stored ?? null, deletedByUs);
+    return settleOrphan(bill, c.skip, k, ctx);
   }
   if (c.needsPaymentMethod && k.hasDefaultPaymentMethod !== true) {
     const s = skip(
@@ -403,6 +429,7 @@ export function planBills(
     const c = classify(bill);
     if (c.kind === "settled") return c.action;
     const k = knowledge.get(`${bill.kind}:${bill.id}`);
+    if (!k && c.kind === "check_stored" && !bill.storedInvoiceId) return c.skip;
     if (!k) throw new Error(`no Stripe knowledge for bill ${bill.kind}:${bill.id}`);
     return decide(bill, k, ctx);
   }).sort(compareActions);

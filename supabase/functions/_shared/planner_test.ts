@@ -104,7 +104,7 @@ Deno.test("classify() refuses preview bills and a final bill without its report"
 Deno.test("classify() skips with upstream's reasons, in upstream's order", () => {
   const reason = (b: Bill) => {
     const c = classify(b);
-    return c.kind === "settled" && c.action.kind === "skip" ? c.action.reason : c.kind;
+    return c.kind === "check_stored" ? c.skip.reason : c.kind;
   };
   assert.equal(reason(bill({ tenantTrialStart: null })), "free_tier");
   assert.equal(reason(bill({ tenantTrialStart: "2026-11-15" })), "trial_starts_after_period");

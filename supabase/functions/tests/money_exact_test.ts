@@ -20,6 +20,7 @@ import {
   storedInvoice,
   type World,
 } from "./publish_helpers.ts";
+import { dyingAfterWrite } from "./publish_model.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -385,6 +386,33 @@ Deno.test({
       assert.equal((await liveInvoices(w, (await customerOf(w.sql, tenant))!)).length, 1);
       const replays = w.emu.emulator.calls.list().filter((c) => c.replayed).length;
       assert.ok(replays >= 1, "Stripe's saved errors were replayed at least once");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a crash between create and link, then the bill needs no invoice: the orphan is deleted",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const customer = await w.emu.control.createCustomer({ name: "orphan" });
+      const tenant = await makeTenant(w.sql, { customerId: customer.id });
+      const bill = await manualBill(w.sql, tenant, 9_000, "2026-10-01", "2026-10-31");
+      // Write 1 is the invoice create: it lands, then the worker dies before linking it.
+      await publish(deps(w, "dying", dyingAfterWrite(w.stripe, 1)), {
+        month: "2026-10",
+        tenants: [tenant],
+      }, BUDGET);
+      assert.equal(await storedInvoice(w.sql, "manual", bill), null);
+      assert.equal((await liveInvoices(w, customer.id)).length, 1, "the orphan draft");
+      await w.sql`update internal.manual_bills set usd_cents = 10 where id = ${bill}`;
+      const r = await run(w, "2026-10", [tenant]);
+      assert.equal(r.items[0].outcome, "skipped", JSON.stringify(r.items));
+      assert.match(r.items[0].detail ?? "", /deletes the draft in_\w+ an interrupted run left/);
+      assert.equal((await liveInvoices(w, customer.id)).length, 0, "nothing left to send");
     } finally {
       await w.close();
     }

@@ -128,7 +128,9 @@ export async function checkInvariants(r: Real): Promise<void> {
     if (!r.settled) continue;
     const row = await billRow(r, kind);
     for (const i of alive) {
-      if (i.id !== row.stored) fail(`${billRef}: live invoice ${i.id} is not stored (${row.stored})`);
+      if (i.id !== row.stored) {
+        fail(`${billRef}: live invoice ${i.id} is not stored (${row.stored})`);
+      }
     }
     if (!row.stored) continue;
     const stored = r.w.emu.emulator.store.invoices.get(row.stored);
@@ -147,7 +149,7 @@ export async function checkInvariants(r: Real): Promise<void> {
 }
 
 /** A client whose `n`th write is performed and then fails, as if the worker died right after. */
-function dyingAfterWrite(stripe: Stripe, n: number): Stripe {
+export function dyingAfterWrite(stripe: Stripe, n: number): Stripe {
   let writes = 0;
   const wrap = <T extends object>(target: T): T =>
     new Proxy(target, {
@@ -195,7 +197,7 @@ async function withFault(r: Real, fault: Fault): Promise<void> {
       await c.addFault({ route: "POST /v1/invoices/:id/add_lines", kind: "drop" });
       return;
     case "rate_limit":
-      await c.addFault({ route: "* *", kind: "rate_limit", count: 2 });
+      await c.addFault({ route: "* /v1/*", kind: "rate_limit", count: 2 });
       return;
     case "slow_update":
       await c.addFault({
@@ -214,11 +216,14 @@ async function publishUntilDone(r: Real, workers: number): Promise<void> {
   for (let attempt = 0; attempt < 4; attempt++) {
     const first = await publish(deps(r.w), { month: MONTH, tenants }, { ...BUDGET, budgetMs: 0 });
     await Promise.all(
-      Array.from({ length: workers }, (_, i) =>
-        drainRun(deps(r.w, `mdl-${i}-${crypto.randomUUID().slice(0, 6)}`), first.run_id, {
-          budgetMs: 60_000,
-          batchSize: 1,
-        })),
+      Array.from(
+        { length: workers },
+        (_, i) =>
+          drainRun(deps(r.w, `mdl-${i}-${crypto.randomUUID().slice(0, 6)}`), first.run_id, {
+            budgetMs: 60_000,
+            batchSize: 1,
+          }),
+      ),
     );
     await r.w.emu.control.clearFaults();
     r.lastRun = first.run_id;
@@ -283,7 +288,8 @@ class EditCmd implements Cmd {
         break;
       }
       case "manual_tenant": {
-        const [row] = await sql`select tenant::text from internal.manual_bills where id = ${r.manual}`;
+        const [row] =
+          await sql`select tenant::text from internal.manual_bills where id = ${r.manual}`;
         const to = row.tenant === r.a ? r.b : r.a;
         await sql`update internal.manual_bills set tenant = ${to} where id = ${r.manual}`;
         break;
