@@ -53,7 +53,7 @@ shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
 cron.use_background_workers = on
 max_worker_processes = 32
-timezone = 'UTC'
+timezone = '${STACK_TIMEZONE:-UTC}'
 log_min_messages = warning
 CONF
   echo "$grants_mode" >"$stack_dir/grants_mode"

@@ -4,6 +4,7 @@
  * helpers that make uniquely named tenants, users, grants and bills (tests run in parallel
  * against one database; nothing here deletes what another test made).
  */
+import { insertUsageBill } from "./publish_helpers.ts";
 import {
   type FunctionsGateway,
   startFunctionsGateway,
@@ -147,15 +148,13 @@ export async function makeFinalBill(
   bill: { cents: number; month: string; invoiceId?: string },
 ): Promise<string> {
   const report = { subtotal: bill.cents, line_items: [] };
-  const [row] = await sql<{ id: string }[]>`
-    insert into internal.billing_historicals (tenant, billed_month, report)
-    values (${tenant}, ${bill.month}::timestamptz, ${sql.json(report)})
-    returning id::text`;
+  // As upstream writes it: midnight UTC whatever the database's default zone.
+  const id = await insertUsageBill(sql, tenant, bill.month.slice(0, 7), report);
   if (bill.invoiceId) {
-    await sql`select internal.link_bill_invoice('final', ${row.id}::bigint, ${bill.invoiceId},
+    await sql`select internal.link_bill_invoice('final', ${id}::bigint, ${bill.invoiceId},
       'test')`;
   }
-  return `final:${row.id}`;
+  return `final:${id}`;
 }
 
 /** A signed-in admin of a fresh tenant, with a session token. */

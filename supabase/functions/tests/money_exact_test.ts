@@ -10,6 +10,7 @@ import {
   customerOf,
   deps,
   finalBill,
+  insertUsageBill,
   IO,
   items,
   liveInvoices,
@@ -167,9 +168,7 @@ Deno.test({
         subtotal: 6404,
         processed_data_gb: 3,
       };
-      const [row] = await w.sql`insert into internal.billing_historicals
-        (tenant, billed_month, report) values (${tenant}, '2026-10-01 00:00:00+00',
-        ${w.sql.json(report)}) returning id`;
+      const row = { id: await insertUsageBill(w.sql, tenant, "2026-10", report) };
       const first = await run(w, "2026-10", [tenant]);
       assert.equal(first.items[0].outcome, "created", JSON.stringify(first.items));
       const id = (await storedInvoice(w.sql, "final", Number(row.id)))!;

@@ -75,11 +75,29 @@ export async function finalBill(
   const items = lines.map((l) => ({ ...l, subtotal: Math.round(l.count * l.rate) }));
   const subtotal = items.reduce((s, l) => s + l.subtotal, 0);
   const report = { line_items: items, subtotal, processed_data_gb: dataGb };
-  const [row] = await sql<{ id: string }[]>`
-    insert into internal.billing_historicals (tenant, billed_month, report)
-    values (${tenant}, ${month + "-01"}::timestamptz, ${sql.json(report)})
-    returning id::text`;
-  return Number(row.id);
+  return await insertUsageBill(sql, tenant, month, report);
+}
+
+/**
+ * A usage bill row as upstream's month-end job writes it: billed_month at midnight UTC, from a
+ * UTC session (the table's check truncates in the session's zone), whatever the database's
+ * default zone is.
+ */
+export async function insertUsageBill(
+  sql: Sql,
+  tenant: string,
+  month: string,
+  report: Record<string, unknown>,
+): Promise<number> {
+  const id = await sql.begin(async (tx) => {
+    await tx`set local timezone = 'UTC'`;
+    const [row] = await tx<{ id: string }[]>`
+      insert into internal.billing_historicals (tenant, billed_month, report)
+      values (${tenant}, ${month + "-01 00:00:00+00"}::timestamptz, ${tx.json(report as never)})
+      returning id::text`;
+    return row.id;
+  });
+  return Number(id);
 }
 
 export async function manualBill(

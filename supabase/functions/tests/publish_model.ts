@@ -15,7 +15,15 @@ import fc from "npm:fast-check@4.10.2";
 import assert from "node:assert/strict";
 import { drainRun, publish } from "../_shared/publish.ts";
 import type { Stripe } from "../_shared/stripe_client.ts";
-import { BUDGET, deps, items, makeTenant, manualBill, type World } from "./publish_helpers.ts";
+import {
+  BUDGET,
+  deps,
+  insertUsageBill,
+  items,
+  makeTenant,
+  manualBill,
+  type World,
+} from "./publish_helpers.ts";
 
 const MONTH = "2026-10";
 const BILL_ID = "estuary.dev/bill_id";
@@ -52,8 +60,13 @@ async function finalReport(r: Real, lines: { count: number; rate: number }[]) {
   }));
   const sum = items.reduce((s, l) => s + l.subtotal, 0);
   const report = { line_items: items, subtotal: Math.floor(sum + 0.5), processed_data_gb: 5 };
-  await r.w.sql`update internal.billing_historicals set report = ${r.w.sql.json(report)}
-    where id = ${r.final}`;
+  // In a UTC session, as upstream edits its statements (the row's check truncates in the session's
+  // zone).
+  await r.w.sql.begin(async (tx) => {
+    await tx`set local timezone = 'UTC'`;
+    await tx`update internal.billing_historicals set report = ${tx.json(report)}
+      where id = ${r.final}`;
+  });
 }
 
 /** Opens one sequence's world: fresh tenants and bills on the shared database and emulator. */
@@ -62,16 +75,18 @@ export async function openReal(w: World): Promise<Real> {
   const a = await makeTenant(w.sql, { prefix: "mdl" });
   const b = await makeTenant(w.sql, { prefix: "mdl" });
   const manual = await manualBill(w.sql, a, 12_000, "2026-10-01", "2026-10-31");
-  const [row] = await w.sql`insert into internal.billing_historicals (tenant, billed_month, report)
-    values (${a}, '2026-10-01 00:00:00+00', '{"line_items": [], "subtotal": 0,
-      "processed_data_gb": 5}') returning id`;
+  const final = await insertUsageBill(w.sql, a, MONTH, {
+    line_items: [],
+    subtotal: 0,
+    processed_data_gb: 5,
+  });
   const r: Real = {
     w,
     installation: inst,
     a,
     b,
     manual,
-    final: Number(row.id),
+    final,
     settled: false,
     lastRun: null,
     trace: [],
