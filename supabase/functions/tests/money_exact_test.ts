@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { dbUrlFromEnv, postgres, type Sql } from "../_shared/db.ts";
 import { drainRun, publish } from "../_shared/publish.ts";
+import { wasReplayed } from "../_shared/stripe_calls.ts";
 import { Stripe } from "../_shared/stripe_client.ts";
 import {
   BUDGET,
@@ -412,6 +413,26 @@ Deno.test({
       assert.equal(r.items[0].outcome, "skipped", JSON.stringify(r.items));
       assert.match(r.items[0].detail ?? "", /deletes the draft in_\w+ an interrupted run left/);
       assert.equal((await liveInvoices(w, customer.id)).length, 0, "nothing left to send");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a replayed success is recognised (Idempotent-Replayed), a first answer is not",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const c = await w.emu.control.createCustomer({ name: "replay" });
+      const key = `replay-test-${crypto.randomUUID()}`;
+      const params = { customer: c.id, auto_advance: false };
+      const first = await w.stripe.invoices.create(params, { idempotencyKey: key });
+      const second = await w.stripe.invoices.create(params, { idempotencyKey: key });
+      assert.equal(second.id, first.id);
+      assert.equal(wasReplayed(first), false);
+      assert.equal(wasReplayed(second), true);
     } finally {
       await w.close();
     }
