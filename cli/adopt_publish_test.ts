@@ -119,14 +119,14 @@ Deno.test("adopt --dry-run reports, adopt links, publish creates the rest, a rer
       "--dry-run",
     ]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.match(r.stdout, /would create \(2, \$130\.00\)/);
-    assert.match(r.stdout, /would skip \(1, \$900\.00\)/);
+    assert.match(r.stdout, /would create \(2 bills, \$130\.00\)/);
+    assert.match(r.stdout, /would skip \(1 bill, \$900\.00\)/);
     calls = await control.callSummary();
     assert.equal(calls.writes, 0, "publish --dry-run writes nothing to Stripe");
 
     r = await f.run(["publish", "--month", "2030-10", "--tenants", `${tenant},${fresh}`]);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.match(r.stdout, /^created \(2, \$130\.00\)/m);
+    assert.match(r.stdout, /^created \(2 bills, \$130\.00\)/m);
     assert.match(r.stdout, /Created 2, updated 0, unchanged 0, skipped 1, warned 0, failed 0/);
     const [octRow] = await f.sql<{ stripe_invoice_id: string }[]>`
       select stripe_invoice_id from internal.billing_historicals where id = ${oct}`;

@@ -1,5 +1,7 @@
 /** Reading a month's bills and their stored IDs for the CLI's Stripe-facing commands. */
 import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { unknownTenants } from "../supabase/functions/_shared/runs.ts";
+import { UsageError } from "./args.ts";
 
 /** A bill as the month's commands show it. */
 export interface MonthBill {
@@ -39,4 +41,14 @@ export async function loadMonthBills(
           select 'manual:' || mb.bill_id from internal.month_manual_bills(${monthStart}::date) mb)))
       and (${tenants ?? null}::text[] is null or i.billed_prefix = any(${tenants ?? null}::text[]))
     order by i.billed_prefix, i.invoice_type, i.date_start, i.bill_id`;
+}
+
+/** Refuses (exit 2) a --tenants list naming tenants that do not exist: a typo is not "0 bills". */
+export async function requireKnownTenants(sql: Sql, tenants: string[] | null | undefined) {
+  const unknown = await unknownTenants(sql, tenants ?? null);
+  if (unknown.length > 0) {
+    throw new UsageError(
+      `--tenants: no such tenant${unknown.length === 1 ? "" : "s"}: ${unknown.join(", ")}`,
+    );
+  }
 }

@@ -2,6 +2,7 @@
 import { createDb, dbUrlFromEnv, type Sql } from "../supabase/functions/_shared/db.ts";
 import { createStripe, type Stripe } from "../supabase/functions/_shared/stripe_client.ts";
 import { type RunningEmulator, startStripeEmulator } from "../dev/stripe-emulator/server.ts";
+import { TEST_STRIPE_ACCOUNT } from "../dev/test_account.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
@@ -26,14 +27,18 @@ export interface CliFixture {
    */
   run(
     args: string[],
-    options?: { prompt?: { before: () => Promise<void>; answer: string } },
+    options?: {
+      prompt?: { before: () => Promise<void>; answer: string };
+      /** Variables to change for this run ("" unsets one: the CLI reads empty as unset). */
+      env?: Record<string, string>;
+    },
   ): Promise<CliRun>;
   close(): Promise<void>;
 }
 
 /** Starts an emulator on a free port and connects to the local stack. */
 export async function cliFixture(): Promise<CliFixture> {
-  const emulator = await startStripeEmulator({ port: 0 });
+  const emulator = await startStripeEmulator({ port: 0, accountId: TEST_STRIPE_ACCOUNT });
   const sql = createDb(dbUrlFromEnv(Deno.env), { max: 2 });
   const secretKey = "sk_test_cli";
   const stripe = createStripe({
@@ -59,7 +64,11 @@ export async function cliFixture(): Promise<CliFixture> {
     async run(args, options = {}) {
       const proc = new Deno.Command(Deno.execPath(), {
         args: ["run", "--allow-all", MAIN, ...args],
-        env: options.prompt ? { ...env, BILLING_CONFIRM_FROM_STDIN: "1" } : env,
+        env: {
+          ...env,
+          ...(options.prompt ? { BILLING_CONFIRM_FROM_STDIN: "1" } : {}),
+          ...options.env,
+        },
         stdin: options.prompt ? "piped" : "null",
         stdout: "piped",
         stderr: "piped",

@@ -10,27 +10,75 @@ export function money(cents: number | bigint | null | undefined): string {
   return `${sign}$${dollars}.${String(abs % 100).padStart(2, "0")}`;
 }
 
-/** A column: header, how to read a cell, and whether to right-align it. */
+/** `1 bill`, `2 bills`; `irregular` for nouns that do not just take an s. */
+export function count(n: number, noun: string, irregular?: string): string {
+  return `${n.toLocaleString("en-US")} ${n === 1 ? noun : irregular ?? `${noun}s`}`;
+}
+
+/** A column: header, how to read a cell, alignment, and whether it may wrap to fit. */
 export interface Column<T> {
   header: string;
   value: (row: T) => string | number | null | undefined;
   align?: "left" | "right";
+  /** Wrapped (on spaces, else hard) so the table fits `TABLE_WIDTH` columns. */
+  wrap?: boolean;
 }
 
-/** Renders rows as an aligned text table with a header rule. */
-export function table<T>(rows: T[], columns: Column<T>[]): string {
+/** Tables are laid out for a terminal this wide. */
+export const TABLE_WIDTH = 100;
+
+function wrapText(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter((w) => w !== "")) {
+    let w = word;
+    while (w.length > width) {
+      if (line) {
+        out.push(line);
+        line = "";
+      }
+      out.push(w.slice(0, width));
+      w = w.slice(width);
+    }
+    if (!line) line = w;
+    else if (line.length + 1 + w.length <= width) line += ` ${w}`;
+    else {
+      out.push(line);
+      line = w;
+    }
+  }
+  if (line || out.length === 0) out.push(line);
+  return out;
+}
+
+/**
+ * Renders rows as an aligned text table with a header rule. Wrapping columns share what the
+ * others leave of {@link TABLE_WIDTH} (at least 20 each) and continue on following lines.
+ */
+export function table<T>(rows: T[], columns: Column<T>[], maxWidth = TABLE_WIDTH): string {
   const cells = rows.map((row) => columns.map((c) => String(c.value(row) ?? "-")));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i].length)));
+  const wrapping = columns.map((c, i) => (c.wrap ? i : -1)).filter((i) => i >= 0);
+  const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (columns.length - 1);
+  if (wrapping.length > 0 && total() > maxWidth) {
+    const fixed = total() - wrapping.reduce((a, i) => a + widths[i], 0);
+    const each = Math.max(30, Math.floor((maxWidth - fixed) / wrapping.length));
+    for (const i of wrapping) {
+      widths[i] = Math.min(widths[i], Math.max(each, columns[i].header.length));
+    }
+  }
   const fmt = (values: string[]) =>
     values
       .map((v, i) => columns[i].align === "right" ? v.padStart(widths[i]) : v.padEnd(widths[i]))
       .join("  ")
       .trimEnd();
-  return [
-    fmt(columns.map((c) => c.header)),
-    fmt(widths.map((w) => "-".repeat(w))),
-    ...cells.map(fmt),
-  ].join("\n");
+  const lines = [fmt(columns.map((c) => c.header)), fmt(widths.map((w) => "-".repeat(w)))];
+  for (const row of cells) {
+    const parts = row.map((v, i) => (columns[i].wrap ? wrapText(v, widths[i]) : [v]));
+    const height = Math.max(...parts.map((p) => p.length));
+    for (let k = 0; k < height; k++) lines.push(fmt(parts.map((p) => p[k] ?? "")));
+  }
+  return lines.join("\n");
 }
 
 /** Bold when stdout is a terminal and NO_COLOR is unset. */
@@ -77,6 +125,7 @@ export function callsLine(
   const parts = Object.entries(stats.byEndpoint)
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
     .map(([endpoint, n]) => `${endpoint} ${n}`);
-  return `${stats.total} Stripe calls, ${stats.writes} writes, ${stats.search} searches` +
+  return `${count(stats.total, "Stripe call")}, ${count(stats.writes, "write")}, ` +
+    `${count(stats.search, "search", "searches")}` +
     (parts.length ? ` (${parts.join(", ")})` : "");
 }

@@ -3,7 +3,14 @@
  * use, in-process, against SUPABASE_DB_URL (or the local stack) and Stripe (or the emulator).
  */
 import { type CommandSpec, type Flags, helpText, parseFlags, UsageError } from "./args.ts";
-import { type CliContext, createContext, type Env } from "./context.ts";
+import {
+  type CliContext,
+  type Env,
+  EnvironmentError,
+  envWithDotEnv,
+  openContext,
+} from "./context.ts";
+import { EXIT, EXIT_CODES_HELP } from "./exit_codes.ts";
 import { redactConnectionString } from "../supabase/functions/_shared/http.ts";
 import { adoptSpec, runAdopt } from "./commands/adopt.ts";
 import { driftSpec, runDrift } from "./commands/drift.ts";
@@ -23,18 +30,20 @@ import { runRuns, runsSpec } from "./commands/runs.ts";
 export interface Command {
   spec: CommandSpec;
   run: (ctx: CliContext, flags: Flags) => Promise<number>;
+  /** Whether it talks to Stripe (then the key and the account binding are checked first). */
+  needsStripe: boolean;
 }
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
-  { spec: publishSpec, run: runPublish },
-  { spec: adoptSpec, run: runAdopt },
-  { spec: finalizeSpec, run: runFinalize },
-  { spec: driftSpec, run: runDrift },
-  { spec: runsSpec, run: runRuns },
-  { spec: releaseSpec, run: runRelease },
-  { spec: replaceSpec, run: runReplace },
-  { spec: linkSpec, run: runLink },
+  { spec: publishSpec, run: runPublish, needsStripe: true },
+  { spec: adoptSpec, run: runAdopt, needsStripe: true },
+  { spec: finalizeSpec, run: runFinalize, needsStripe: true },
+  { spec: driftSpec, run: runDrift, needsStripe: true },
+  { spec: runsSpec, run: runRuns, needsStripe: false },
+  { spec: releaseSpec, run: runRelease, needsStripe: true },
+  { spec: replaceSpec, run: runReplace, needsStripe: true },
+  { spec: linkSpec, run: runLink, needsStripe: true },
 ];
 
 function topHelp(): string {
@@ -47,9 +56,12 @@ function topHelp(): string {
     "Commands:",
     ...COMMANDS.map((c) => `  ${c.spec.name.padEnd(width)}  ${c.spec.summary}`),
     "",
-    "Environment: SUPABASE_DB_URL (default: the local stack), STRIPE_SECRET_KEY and",
-    "STRIPE_API_BASE (default on the local stack: the emulator at 127.0.0.1:12111),",
-    "STRIPE_RATE_LIMIT, STRIPE_SEARCH_RATE_LIMIT, BILLING_ACTOR.",
+    "Environment (also read from .env; see .env.example): SUPABASE_DB_URL (default: the",
+    "local stack on STACK_PORT, 54322), STRIPE_SECRET_KEY and STRIPE_API_BASE (default on the",
+    "local stack: the emulator at 127.0.0.1:12111), STRIPE_RATE_LIMIT,",
+    "STRIPE_SEARCH_RATE_LIMIT, BILLING_ACTOR.",
+    "",
+    EXIT_CODES_HELP,
   ].join("\n");
 }
 
@@ -58,45 +70,54 @@ export async function main(args: string[], env: Env = Deno.env): Promise<number>
   const [name, ...rest] = args;
   if (!name || name === "--help" || name === "-h" || name === "help") {
     console.log(topHelp());
-    return name ? 0 : 2;
+    return name ? EXIT.ok : EXIT.usage;
   }
   const command = COMMANDS.find((c) => c.spec.name === name);
   if (!command) {
     console.error(`unknown command "${name}"\n\n${topHelp()}`);
-    return 2;
+    return EXIT.usage;
   }
   let flags: Flags;
   try {
     flags = parseFlags(command.spec, rest);
   } catch (err) {
     console.error(`${(err as Error).message}\n\n${helpText(command.spec)}`);
-    return 2;
+    return EXIT.usage;
   }
   if (flags.help) {
-    console.log(helpText(command.spec));
-    return 0;
+    console.log(`${helpText(command.spec)}\n\n${EXIT_CODES_HELP}`);
+    return EXIT.ok;
   }
   let ctx: CliContext;
   try {
-    ctx = createContext(env, { json: Boolean(flags.json) });
+    ctx = await openContext(env, { json: Boolean(flags.json), needsStripe: command.needsStripe });
   } catch (err) {
+    if (err instanceof EnvironmentError) {
+      console.error(`refused: ${redactConnectionString(err.message)}`);
+      return EXIT.refused;
+    }
     console.error(`error: ${redactConnectionString((err as Error).message)}`);
-    return 2;
+    return EXIT.failed;
   }
   try {
     return await command.run(ctx, flags);
   } catch (err) {
     if (err instanceof UsageError) {
       console.error(err.message);
-      return 2;
+      return EXIT.usage;
+    }
+    if (err instanceof EnvironmentError) {
+      console.error(`refused: ${err.message}`);
+      return EXIT.refused;
     }
     console.error(`error: ${redactConnectionString((err as Error).message)}`);
-    return 1;
+    return EXIT.failed;
   } finally {
     await ctx.close();
   }
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const dotEnv = new URL("../.env", import.meta.url).pathname;
+  Deno.exit(await main(Deno.args, envWithDotEnv(Deno.env, dotEnv)));
 }

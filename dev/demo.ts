@@ -12,7 +12,7 @@ import { startStripeEmulator } from "./stripe-emulator/server.ts";
 import { startFunctionsGateway } from "./functions-gateway/gateway.ts";
 import { dashboardClient } from "./functions-gateway/supabase_client.ts";
 import { mintUserJwt } from "./functions-gateway/tokens.ts";
-import { createDb, dbUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { createDb, localDbUrl } from "../supabase/functions/_shared/db.ts";
 import {
   INVOICE_TYPE_KEY,
   PERIOD_END_KEY,
@@ -37,7 +37,7 @@ const webhookSecret = `whsec_demo${crypto.randomUUID().replaceAll("-", "")}`;
 const schedulerSecret = crypto.randomUUID().replaceAll("-", "");
 const gateway = await startFunctionsGateway({
   port: 0,
-  dbUrl: dbUrlFromEnv(Deno.env),
+  dbUrl: localDbUrl(Deno.env),
   secrets: {
     STRIPE_SECRET_KEY: "sk_test_demo",
     STRIPE_API_BASE: emulator.url,
@@ -46,7 +46,8 @@ const gateway = await startFunctionsGateway({
   },
 });
 const control = emulator.control;
-const DB_URL = dbUrlFromEnv(Deno.env);
+// Always the local stack the demo just reset (STACK_PORT), never a SUPABASE_DB_URL elsewhere.
+const DB_URL = localDbUrl(Deno.env);
 const sql = createDb(DB_URL, { max: 2, applicationName: "demo" });
 const cliEnv = {
   STRIPE_SECRET_KEY: "sk_test_demo",

@@ -6,7 +6,7 @@
 #   dev/stack.sh stop     stop the worker and the cluster this script started (by PID)
 #   dev/stack.sh reset    stop, delete the cluster, start afresh
 #   dev/stack.sh status   say whether it runs
-# Environment: STACK_PORT (54322), SUPABASE_GRANTS (current|legacy), STACK_DIR.
+# Environment: STACK_PORT (54322), SUPABASE_GRANTS (current|legacy), STACK_DIR, STACK_MIGRATE (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -76,7 +76,8 @@ start() {
   superuser_psql -d postgres -f dev/supabase-compat/pg_net.sql >/dev/null
   superuser_psql -d postgres -f dev/supabase-compat/vault.sql >/dev/null
   start_worker
-  migrate
+  # STACK_MIGRATE=0: a bare project (the migration-repair test applies its own history).
+  [ "${STACK_MIGRATE:-1}" = 0 ] || migrate
 }
 
 worker_running() {

@@ -1,5 +1,5 @@
 /**
- * The invariants (DESIGN §2), checked from the outside after every benchmark scenario and every
+ * The invariants (docs/design.md §2), checked from the outside after every benchmark scenario and every
  * reliability scenario: what Stripe holds (the emulator's state dump, deleted objects included)
  * against what Postgres stored and audited.
  *

@@ -6,6 +6,7 @@
  */
 import { installationId } from "../../supabase/functions/_shared/idempotency.ts";
 import { type CommandSpec, type Flags, parseTenants, TENANTS_FLAG } from "../args.ts";
+import { requireKnownTenants } from "../bills.ts";
 import type { CliContext } from "../context.ts";
 import { callsLine, money, Progress, table } from "../format.ts";
 import { loadBill } from "../../supabase/functions/_shared/bills.ts";
@@ -73,6 +74,7 @@ export interface Orphan {
 export async function runAdopt(ctx: CliContext, flags: Flags): Promise<number> {
   const dryRun = Boolean(flags["dry-run"]);
   const only = parseTenants(flags.tenants);
+  await requireKnownTenants(ctx.sql, only);
   const tenants = (await ctx.sql<{ tenant: string }[]>`
     select tenant from public.tenants
     where ${only ?? null}::text[] is null or tenant = any(${only ?? null}::text[])

@@ -1,13 +1,14 @@
 /**
- * `drift`: stored IDs against Stripe, bill by bill. Read-only: retrieves each stored invoice and
- * customer by ID and lists each customer's invoices once, to find automation invoices no bill
- * is linked to.
+ * `drift`: stored IDs against Stripe, bill by bill. Retrieves each stored invoice and customer by
+ * ID and lists each customer's invoices once, to find automation invoices no bill is linked to.
+ * Read-only unless --record: a 404 is only evidence of a deletion on the bound account, which
+ * the context has checked before any of this runs.
  */
 import { invoiceMismatch } from "../../supabase/functions/_shared/bill_invoice.ts";
 import { type CommandSpec, type Flags, parseMonth } from "../args.ts";
 import { loadMonthBills, type MonthBill } from "../bills.ts";
 import type { CliContext } from "../context.ts";
-import { callsLine, money, Progress, table } from "../format.ts";
+import { callsLine, count, money, Progress, table } from "../format.ts";
 import {
   BILL_ID_KEY,
   INVOICE_TYPE_KEY,
@@ -26,15 +27,20 @@ import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
 export const driftSpec: CommandSpec = {
   name: "drift",
   summary: "Compare stored IDs with Stripe: voided, deleted, paid, amounts, unlinked invoices.",
-  usage: "drift [--month YYYY-MM]",
+  usage: "drift [--month YYYY-MM] [--record]",
   flags: {
     month: {
       type: "string",
       placeholder: "YYYY-MM",
       description: "only the bills this month's publish selects",
     },
+    record: {
+      type: "boolean",
+      description: "store what Stripe says (invoice states, deleted customers) in the database",
+    },
   },
-  details: "Exits 1 when anything needs attention, 0 when Stripe and the database agree.",
+  details: "Read-only unless --record (and only ever after the Stripe account check passed).\n" +
+    "Exits 1 when anything needs attention, 0 when Stripe and the database agree.",
 };
 
 /** One finding. */
@@ -60,13 +66,14 @@ export interface DriftFinding {
 /** `drift`. */
 export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
   const month = flags.month === undefined ? null : parseMonth(flags.month);
+  const record = Boolean(flags.record);
   const bills = await loadMonthBills(ctx.sql, month);
   const findings: DriftFinding[] = [];
   const linked = bills.filter((b) => b.stripe_invoice_id);
   const progress = new Progress("drift", linked.length);
   let checked = 0;
   for (const bill of linked) {
-    findings.push(...await checkBill(ctx, bill));
+    findings.push(...await checkBill(ctx, bill, record));
     progress.update(++checked);
   }
   progress.done();
@@ -89,7 +96,7 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
         detail: "the tenant's stored customer is deleted in Stripe",
         attention: true,
       });
-      await ctx.sql`select internal.record_customer_deleted(${customerId}, now())`;
+      if (record) await ctx.sql`select internal.record_customer_deleted(${customerId}, now())`;
       continue;
     }
     const { listed } = await listCustomerInvoices({ sql: ctx.sql, caller: ctx.caller }, customerId);
@@ -138,12 +145,17 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
         { header: "Tenant", value: (f) => f.tenant },
         { header: "Bill", value: (f) => f.bill_id },
         { header: "Stripe ID", value: (f) => f.stripe_id },
-        { header: "Detail", value: (f) => f.detail },
+        { header: "Detail", value: (f) => f.detail, wrap: true },
       ]));
     } else {
       ctx.say("No drift: every stored ID matches Stripe.");
     }
-    ctx.say(`${attention} finding(s) need attention. ${callsLine(stats)}`);
+    ctx.say(
+      `${count(attention, "finding")} ${attention === 1 ? "needs" : "need"} attention` +
+        `${record ? " (recorded)" : " (nothing recorded; --record stores it)"}. ${
+          callsLine(stats)
+        }`,
+    );
   }
   return attention > 0 ? 1 : 0;
 }
@@ -157,7 +169,11 @@ function overlaps(invoice: InvoiceSnapshot, month: string): boolean {
   return start <= monthEnd && end >= month;
 }
 
-async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding[]> {
+async function checkBill(
+  ctx: CliContext,
+  bill: MonthBill,
+  record: boolean,
+): Promise<DriftFinding[]> {
   const id = bill.stripe_invoice_id!;
   const base = { tenant: bill.tenant, bill_id: bill.bill_id, stripe_id: id };
   let invoice: Stripe.Invoice;
@@ -165,7 +181,7 @@ async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding
     invoice = await ctx.caller.call("GET /v1/invoices/:id", (s) => s.invoices.retrieve(id));
   } catch (err) {
     if (!isStripeNotFound(err)) throw err;
-    await recordInvoiceState(ctx.sql, { id, deleted: true }, new Date(), "drift");
+    if (record) await recordInvoiceState(ctx.sql, { id, deleted: true }, new Date(), "drift");
     return [{
       ...base,
       kind: "invoice_deleted",
@@ -173,7 +189,7 @@ async function checkBill(ctx: CliContext, bill: MonthBill): Promise<DriftFinding
       attention: true,
     }];
   }
-  await recordInvoiceState(ctx.sql, invoice, new Date(), "drift");
+  if (record) await recordInvoiceState(ctx.sql, invoice, new Date(), "drift");
   const out: DriftFinding[] = [];
   if (invoice.metadata?.[TENANT_NAME_KEY] && invoice.metadata[TENANT_NAME_KEY] !== bill.tenant) {
     out.push({

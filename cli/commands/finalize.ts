@@ -12,10 +12,13 @@ import {
   parseTenants,
   TENANTS_FLAG,
 } from "../args.ts";
-import { loadMonthBills, type MonthBill } from "../bills.ts";
+import { loadMonthBills, type MonthBill, requireKnownTenants } from "../bills.ts";
+import { confirm } from "../confirm.ts";
 import type { CliContext } from "../context.ts";
-import { callsLine, money, table } from "../format.ts";
+import { callsLine, count, money, Progress, table } from "../format.ts";
 import { invoiceMismatch } from "../../supabase/functions/_shared/bill_invoice.ts";
+import { accountLabel } from "../../supabase/functions/_shared/stripe_account.ts";
+import { describeStripeError } from "../../supabase/functions/_shared/stripe_errors.ts";
 import { recordInvoiceState } from "../../supabase/functions/_shared/invoices.ts";
 import { isStripeNotFound } from "../../supabase/functions/_shared/stripe_calls.ts";
 import type { Stripe } from "../../supabase/functions/_shared/stripe_client.ts";
@@ -140,37 +143,33 @@ function plan(bill: MonthBill, invoice: Stripe.Invoice | null): FinalizeRow {
   return { ...base, action: "finalize", outcome: "pending", note: "" };
 }
 
-async function confirm(question: string): Promise<boolean> {
-  if (!Deno.stdin.isTerminal() && Deno.env.get("BILLING_CONFIRM_FROM_STDIN") !== "1") return false;
-  await Deno.stdout.write(new TextEncoder().encode(`${question} [y/N] `));
-  const buf = new Uint8Array(64);
-  const n = await Deno.stdin.read(buf);
-  const answer = n ? new TextDecoder().decode(buf.subarray(0, n)).trim().toLowerCase() : "";
-  return answer === "y" || answer === "yes";
-}
-
 /** `finalize`. */
 export async function runFinalize(ctx: CliContext, flags: Flags): Promise<number> {
   const month = parseMonth(flags.month);
   const tenants = parseTenants(flags.tenants);
+  await requireKnownTenants(ctx.sql, tenants);
   const bills = await loadMonthBills(ctx.sql, month, tenants);
   const unpublished = bills.filter((b) => !b.stripe_invoice_id);
   const rows: FinalizeRow[] = [];
   const listed = new Map<string, string>();
-  for (const bill of bills.filter((b) => b.stripe_invoice_id)) {
+  const stored = bills.filter((b) => b.stripe_invoice_id);
+  const reading = new Progress("reading invoices", stored.length);
+  for (const bill of stored) {
     const invoice = await retrieve(ctx, bill.stripe_invoice_id!);
     if (invoice) {
       listed.set(invoice.id, fingerprint(invoice));
       await record(ctx, invoice);
     }
     rows.push(plan(bill, invoice));
+    reading.update(rows.length);
   }
+  reading.done();
   const work = rows.filter((r) => r.action === "finalize" || r.action === "switch_and_finalize");
 
   if (!ctx.json) {
     ctx.say(
-      `Invoices of ${month.slice(0, 7)} (${rows.length} with stored IDs, ` +
-        `${unpublished.length} bills not published):`,
+      `Invoices of ${month.slice(0, 7)} (${count(rows.length, "bill")} with stored IDs, ` +
+        `${count(unpublished.length, "bill")} not published):`,
     );
     ctx.say(table(rows, [
       { header: "Tenant", value: (r) => r.tenant },
@@ -180,12 +179,21 @@ export async function runFinalize(ctx: CliContext, flags: Flags): Promise<number
       { header: "Default PM", value: (r) => (r.has_default_payment_method ? "yes" : "no") },
       { header: "Collection", value: (r) => r.collection_method },
       { header: "Status", value: (r) => r.status },
-      { header: "Action", value: (r) => r.action + (r.note ? ` (${r.note})` : "") },
+      {
+        header: "Action",
+        value: (r) => r.action + (r.note ? ` (${r.note})` : ""),
+        wrap: true,
+      },
     ]));
   }
 
   if (work.length > 0 && !flags.yes) {
-    const ok = await confirm(`Finalize ${work.length} draft invoice(s)?`);
+    const total = work.reduce((a, r) => a + r.amount_due, 0);
+    const where = ctx.account ? accountLabel(ctx.account) : "Stripe";
+    const ok = await confirm(
+      `Finalize ${count(work.length, "draft invoice")} totalling ${money(total)} on ${where}? ` +
+        "Stripe then charges or emails each.",
+    );
     if (!ok) {
       ctx.say("Nothing finalized (not confirmed; pass --yes to skip the question).");
       for (const r of work) {
@@ -196,14 +204,18 @@ export async function runFinalize(ctx: CliContext, flags: Flags): Promise<number
     }
   }
 
+  const finalizing = new Progress("finalizing", work.length);
+  let n = 0;
   for (const row of work) {
     try {
       await finalizeOne(ctx, row, listed.get(row.stripe_invoice_id)!);
     } catch (err) {
       row.outcome = "failed";
-      row.note = (err as Error).message;
+      row.note = describeStripeError(undefined, err);
     }
+    finalizing.update(++n, row.stripe_invoice_id);
   }
+  finalizing.done();
   const failed = rows.filter((r) => r.outcome === "failed" || r.outcome === "refused").length;
   return finish(ctx, month, rows, failed > 0 ? 1 : 0);
 }
@@ -279,7 +291,7 @@ function finish(ctx: CliContext, month: string, rows: FinalizeRow[], code: numbe
         rows.length - finalized - failed.length
       }. ${callsLine(stats)}`,
     );
-    if (failed.length > 0) ctx.say(`Failed to process ${failed.length} invoice(s).`);
+    if (failed.length > 0) ctx.say(`Failed to process ${count(failed.length, "invoice")}.`);
   }
   return code;
 }

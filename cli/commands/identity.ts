@@ -5,6 +5,7 @@
  * the compare-and-set SQL functions.
  */
 import { type CommandSpec, type Flags, UsageError } from "../args.ts";
+import { confirm } from "../confirm.ts";
 import type { CliContext } from "../context.ts";
 import { loadBill as loadStoredBill } from "../../supabase/functions/_shared/bills.ts";
 import {
@@ -37,10 +38,15 @@ export const releaseSpec: CommandSpec = {
       description: "why, recorded in the audit",
       required: true,
     },
+    yes: {
+      type: "boolean",
+      description: "release an invoice last seen open or paid without asking",
+    },
   },
   details: "Refused unless the stored invoice is void in Stripe or gone (deleted draft), or the\n" +
     "tenant's stored customer is deleted in Stripe. A released customer is never linked again;\n" +
-    "the next publish (or link) gives the tenant a new one. Use replace for a live customer.",
+    "the next publish (or link) gives the tenant a new one. Use replace for a live customer.\n" +
+    "An invoice Stripe no longer has that was open or paid when last seen needs confirmation.",
 };
 
 export const replaceSpec: CommandSpec = {
@@ -178,6 +184,33 @@ export async function runRelease(ctx: CliContext, flags: Flags): Promise<number>
     });
   }
   const invoice = await retrieveInvoice(ctx, bill.stripe_invoice_id);
+  if (!invoice) {
+    // Only a draft can be deleted: one last seen open or paid vanishing is suspicious.
+    const [seen] = await ctx.sql<{ status: string; at: string }[]>`
+      select status, to_char(source_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"') as at
+      from internal.stripe_invoice_state
+      where stripe_invoice_id = ${bill.stripe_invoice_id} and not deleted
+        and status in ('open', 'paid')`;
+    if (seen) {
+      ctx.say(
+        `${bill.stripe_invoice_id} was ${seen.status} when last seen (${seen.at}), but Stripe ` +
+          `account ${ctx.account?.id ?? "?"} answers 404 for it now. An ${seen.status} invoice ` +
+          "cannot be deleted in Stripe; releasing lets the next publish bill this again.",
+      );
+      const ok = Boolean(flags.yes) ||
+        await confirm(`Release ${bill.stripe_invoice_id} from ${subject} anyway?`);
+      if (!ok) {
+        return report(ctx, {
+          ok: false,
+          action: "release",
+          subject,
+          stored_id: bill.stripe_invoice_id,
+          message: `not released: ${bill.stripe_invoice_id} was ${seen.status} when last seen ` +
+            "(confirm, or pass --yes, only if you are sure it is gone)",
+        });
+      }
+    }
+  }
   if (invoice) await recordState(ctx, invoice);
   else await recordState(ctx, { id: bill.stripe_invoice_id, deleted: true });
   if (invoice && invoice.status !== "void") {

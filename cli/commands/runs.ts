@@ -1,18 +1,43 @@
 /** `runs`: recent publish runs, or one run's items with outcomes and Stripe calls. */
 import { type CommandSpec, type Flags, UsageError } from "../args.ts";
 import type { CliContext } from "../context.ts";
-import { table } from "../format.ts";
-import { runReport } from "../../supabase/functions/_shared/runs.ts";
+import { count, table } from "../format.ts";
+import { runItemsPage, runReport } from "../../supabase/functions/_shared/runs.ts";
 
 export const runsSpec: CommandSpec = {
   name: "runs",
   summary: "Show recent publish runs, or one run's items with outcomes and Stripe calls.",
-  usage: "runs [--id RUN_ID] [--limit N]",
+  usage: "runs [--id RUN_ID [--state warned|failed|pending|running|done] [--after N]] [--limit N]",
   flags: {
     id: { type: "string", placeholder: "RUN_ID", description: "show this run's items" },
-    limit: { type: "string", placeholder: "N", description: "how many recent runs (default 20)" },
+    state: {
+      type: "string",
+      placeholder: "STATE",
+      description: "with --id: only items that are warned, failed, pending, running or done",
+    },
+    after: {
+      type: "string",
+      placeholder: "N",
+      description: "with --id: items after item number N (the next page)",
+    },
+    limit: {
+      type: "string",
+      placeholder: "N",
+      description: "how many runs (default 20), or items per page with --id (default 200)",
+    },
   },
+  details: "Needs no Stripe key: it reads the database only.",
 };
+
+const STATES = ["warned", "failed", "pending", "running", "done"];
+
+function wholeNumber(flags: Flags, name: string, fallback: number, max: number): number {
+  const n = flags[name] === undefined ? fallback : Number(flags[name]);
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    throw new UsageError(`--${name} must be a whole number from 0 to ${max}, got "${flags[name]}"`);
+  }
+  return n;
+}
 
 interface Counters {
   items?: number;
@@ -56,9 +81,9 @@ function outcomes(c: Counters): string {
   return parts.join(", ") || "-";
 }
 
+/** An item's Stripe calls are stored per endpoint (`{"POST /v1/invoices": 1, ...}`). */
 function totalCalls(calls: Record<string, number> | null): number {
   if (!calls) return 0;
-  if (typeof calls.total === "number") return calls.total;
   return Object.values(calls).reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
 }
 
@@ -70,15 +95,32 @@ export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
     }
     const exists = await ctx.sql`select 1 from internal.publish_runs where id = ${flags.id}::uuid`;
     if (exists.length === 0) throw new UsageError(`run ${flags.id} does not exist`);
-    const report = await runReport(ctx.sql, flags.id, true);
+    const state = typeof flags.state === "string" ? flags.state : null;
+    if (state !== null && !STATES.includes(state)) {
+      throw new UsageError(`--state must be one of ${STATES.join(", ")}, got "${state}"`);
+    }
+    const after = wholeNumber(flags, "after", 0, 2_000_000_000);
+    const pageSize = Math.max(1, wholeNumber(flags, "limit", 200, 1000));
+    const report = await runReport(ctx.sql, flags.id, false);
+    const items = await runItemsPage(ctx.sql, flags.id, {
+      state,
+      afterItemNo: after,
+      limit: pageSize + 1,
+    }) as unknown as ReportItem[];
+    const more = items.length > pageSize;
+    const page = items.slice(0, pageSize);
+    const next = more ? page[page.length - 1].item_no : null;
     if (ctx.json) {
-      console.log(JSON.stringify(report, null, 2));
+      console.log(JSON.stringify({ ...report, items: page, next_after: next }, null, 2));
       return 0;
     }
-    const items = report.items as ReportItem[];
     ctx.say(`Run ${report.run_id}: ${report.month}, ${report.status}, by ${report.created_by}`);
     ctx.say(`Outcomes: ${outcomes(report.counters as Counters)}`);
-    ctx.say(table(items, [
+    if (page.length === 0) {
+      ctx.say(state ? `No ${state} items.` : "No items.");
+      return 0;
+    }
+    ctx.say(table(page, [
       { header: "#", value: (i) => i.item_no, align: "right" },
       { header: "Bill", value: (i) => i.bill },
       { header: "Tenant", value: (i) => i.tenant },
@@ -87,20 +129,32 @@ export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
       { header: "Reason", value: (i) => i.reason ?? i.action },
       { header: "Invoice", value: (i) => i.stripe_invoice_id },
       { header: "Calls", value: (i) => totalCalls(i.stripe_calls), align: "right" },
-      { header: "Note", value: (i) => i.error ?? i.detail ?? "" },
+      { header: "Note", value: (i) => i.error ?? i.detail ?? "", wrap: true },
     ]));
+    if (next !== null) {
+      ctx.say(
+        `More: deno task billing runs --id ${report.run_id}${state ? ` --state ${state}` : ""} ` +
+          `--after ${next}`,
+      );
+    } else {
+      ctx.say(count(page.length, state ? `${state} item` : "item"));
+    }
     return 0;
   }
-  const limit = flags.limit === undefined ? 20 : Number(flags.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-    throw new UsageError(`--limit must be a whole number from 1 to 1000, got "${flags.limit}"`);
+  for (const flag of ["state", "after"]) {
+    if (flags[flag] !== undefined) throw new UsageError(`--${flag} needs --id RUN_ID`);
   }
+  const limit = Math.max(1, wholeNumber(flags, "limit", 20, 1000));
   const rows = await ctx.sql<RunListRow[]>`
-    select r.id::text, to_char(r.month, 'YYYY-MM') as month, r.status, r.created_at, r.created_by,
+    select r.id::text, to_char(r.month, 'YYYY-MM') as month,
+      internal.publish_run_result(r.status,
+        coalesce(r.counters, internal.publish_run_counters(r.id))) as status,
+      r.created_at, r.created_by,
       coalesce((r.options ->> 'dry_run')::boolean, false) as dry_run, r.item_count,
       coalesce(r.counters, internal.publish_run_counters(r.id)) as counters,
-      (select sum(coalesce((i.stripe_calls ->> 'total')::int, 0))::int
-       from internal.publish_run_items i where i.run_id = r.id) as stripe_calls
+      (select coalesce(sum(c.value::numeric), 0)::int
+       from internal.publish_run_items i, jsonb_each_text(coalesce(i.stripe_calls, '{}')) c
+       where i.run_id = r.id) as stripe_calls
     from internal.publish_runs r
     order by r.created_at desc
     limit ${limit}`;
@@ -119,7 +173,7 @@ export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
     { header: "By", value: (r) => r.created_by },
     { header: "Status", value: (r) => r.status },
     { header: "Bills", value: (r) => r.item_count, align: "right" },
-    { header: "Outcomes", value: (r) => outcomes(r.counters) },
+    { header: "Outcomes", value: (r) => outcomes(r.counters), wrap: true },
     { header: "Stripe calls", value: (r) => r.stripe_calls ?? 0, align: "right" },
   ]));
   return 0;

@@ -17,7 +17,7 @@ import {
   type SigningKey,
   verifyJwt,
 } from "../../supabase/functions/_shared/auth.ts";
-import { LOCAL_DB_URL } from "../../supabase/functions/_shared/db.ts";
+import { dbUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
 import {
   CORS_HEADERS,
   type Env,
@@ -206,7 +206,7 @@ export async function startFunctionsGateway(
 
   Object.assign(env, options.secrets ?? {}, {
     SUPABASE_URL: url,
-    SUPABASE_DB_URL: options.dbUrl ?? LOCAL_DB_URL,
+    SUPABASE_DB_URL: options.dbUrl ?? dbUrlFromEnv(Deno.env),
     SUPABASE_ANON_KEY: anonKey,
     SUPABASE_SERVICE_ROLE_KEY: serviceRoleKey,
     SUPABASE_JWT_SECRET: jwtSecret,

@@ -139,14 +139,25 @@ export async function adoptCustomer(
   return await findCustomer(deps, await loadTenantBillingRow(deps.sql, tenant), options);
 }
 
+/** Options of a lookup; `useMissCache`: trust (and record) "a Search found no customer". */
+export interface FindOptions {
+  dryRun?: boolean;
+  useMissCache?: boolean;
+}
+
 async function findCustomer(
   deps: CustomerDeps,
   row: TenantBillingRow,
-  options: { dryRun?: boolean },
+  options: FindOptions,
 ): Promise<CustomerAdoption> {
   const tenant = row.tenant;
   if (row.stripe_customer_id) {
     return { customerId: row.stripe_customer_id, source: "stored", duplicates: [] };
+  }
+  if (options.useMissCache) {
+    const [m] = await deps.sql<{ missed: boolean }[]>`
+      select internal.customer_search_missed(${tenant}) as missed`;
+    if (m.missed) return { customerId: null, source: "missing", duplicates: [] };
   }
   // Adoption: customers made before IDs were stored carry the tenant in metadata.
   const found = await deps.caller.call(
@@ -169,7 +180,12 @@ async function findCustomer(
         c.metadata[INSTALLATION_KEY] === installation)
     )
     .sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
-  if (hits.length === 0) return { customerId: null, source: "missing", duplicates: [] };
+  if (hits.length === 0) {
+    if (options.useMissCache) {
+      await deps.sql`select internal.record_customer_search_miss(${tenant}, ${deps.actor})`;
+    }
+    return { customerId: null, source: "missing", duplicates: [] };
+  }
   const [oldest, ...rest] = hits;
   const duplicates = rest.map((c) => c.id);
   if (options.dryRun) return { customerId: oldest.id, source: "adopted", duplicates };
@@ -187,7 +203,7 @@ async function findCustomer(
 export async function resolveCustomer(
   deps: CustomerDeps,
   tenant: string,
-  options: { dryRun?: boolean } = {},
+  options: FindOptions = {},
 ): Promise<CustomerResolution> {
   const row = await loadTenantBillingRow(deps.sql, tenant);
   const result = await findCustomer(deps, row, options);

@@ -73,10 +73,19 @@ export function createDb(url: string, options: DbOptions = {}): Sql {
   }
 }
 
-/** The local stack's database URL, used when SUPABASE_DB_URL is not set. */
+/** The default local stack's database URL (port 54322). */
 export const LOCAL_DB_URL = "postgresql://postgres@127.0.0.1:54322/postgres?sslmode=disable";
 
-/** SUPABASE_DB_URL, else the local stack. */
+/** The local stack's database URL on STACK_PORT (default 54322), as dev/stack.sh makes it. */
+export function localDbUrl(env: { get(name: string): string | undefined }): string {
+  const port = env.get("STACK_PORT") || "54322";
+  if (!/^[0-9]{1,5}$/.test(port)) {
+    throw new Error(`STACK_PORT must be a port number, got "${port}"`);
+  }
+  return `postgresql://postgres@127.0.0.1:${port}/postgres?sslmode=disable`;
+}
+
+/** SUPABASE_DB_URL, else the local stack on STACK_PORT. */
 export function dbUrlFromEnv(env: { get(name: string): string | undefined }): string {
-  return env.get("SUPABASE_DB_URL") ?? LOCAL_DB_URL;
+  return env.get("SUPABASE_DB_URL") || localDbUrl(env);
 }

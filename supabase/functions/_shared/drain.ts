@@ -3,6 +3,7 @@
  * (pure) and execute, until the run is empty or the time budget is spent.
  */
 import { loadBill, loadBillHistory } from "./bills.ts";
+import { describeStripeError } from "./stripe_errors.ts";
 import type { EngineDeps } from "./engine.ts";
 import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
@@ -194,7 +195,6 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
   } catch (err) {
     // Another worker holds the item now (our lease ran out): leave it to them.
     if (pgCode(err) === LEASE_LOST) return;
-    const e = err instanceof Error ? err : new Error(String(err));
     if (err instanceof StripeReplayedError) {
       // Durable: the bill's writes move on to fresh keys (learn() reads the count).
       await deps.sql`select internal.record_publish_intent(${run.id}::uuid, ${claim.item_no},
@@ -209,7 +209,7 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       reason: plan ? reasonOf(plan) : null,
       detail: notes.join("; ") || null,
       invoiceId: null,
-      error: `${e.name}: ${e.message}`,
+      error: describeStripeError(undefined, err),
       retry,
     }).catch((failure) => {
       // Lost the lease meanwhile: the item is someone else's now.

@@ -18,6 +18,7 @@ import { matchInvoice } from "./matching.ts";
 import type { Bill, InvoiceKnowledge, ListedInvoices, StripeKnowledge } from "./plan_types.ts";
 import type { RunRow } from "./runs.ts";
 import { StripeCaller } from "./stripe_calls.ts";
+import { describeStripeError } from "./stripe_errors.ts";
 import type { Stripe } from "./stripe_client.ts";
 
 const LEASE_LOST = "55P03";
@@ -84,7 +85,7 @@ export class IndexGate {
       }
       if (r.state === "failed" && pgCode(r.error) !== LEASE_LOST) {
         // Throttling or an outage: the per-customer lists that follow meet it too.
-        console.warn(`invoice index scan failed: ${String(r.error)}`);
+        console.warn(`invoice index scan failed: ${describeStripeError(undefined, r.error)}`);
       }
       this.ready = r.state === "fresh";
       this.until = performance.now() + 30_000;

@@ -4,6 +4,7 @@
  * connections, and counts per endpoint so runs and benchmarks can report what they cost.
  */
 import type { Stripe } from "./stripe_client.ts";
+import { tagStripeEndpoint } from "./stripe_errors.ts";
 
 /** What a caller has spent so far. */
 export interface StripeCallStats {
@@ -266,6 +267,7 @@ export class StripeCaller {
         return result;
       } catch (err) {
         lastError = err;
+        tagStripeEndpoint(err, endpoint);
         if (isReplayedError(err) && isRetryableStripeError(err) && requestOptions.idempotencyKey) {
           throw new StripeReplayedError(endpoint, requestOptions.idempotencyKey, err);
         }

@@ -33,6 +33,11 @@ import {
 } from "../_shared/stripe_calls.ts";
 import { createStripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
 import {
+  AccountGuard,
+  envKeyLivemode,
+  StripeAccountMismatchError,
+} from "../_shared/stripe_account.ts";
+import {
   type BillSelector,
   findTenantBill,
   listTenantInvoices,
@@ -157,7 +162,8 @@ async function paymentOperation(
     return { setup_intent: await createTenantSetupIntent(caller, customerId!, body.tenant) };
   }
   // Reading or changing methods never creates a customer; adopting one still stores its ID.
-  let resolved = await resolveCustomer(deps, body.tenant, { dryRun: true });
+  // A tenant a Search already found no customer for costs no Search (free tiers, page loads).
+  let resolved = await resolveCustomer(deps, body.tenant, { dryRun: true, useMissCache: true });
   if (resolved.source === "adopted") resolved = await resolveCustomer(deps, body.tenant);
   const customerId = resolved.customerId;
   if (body.operation === "get-tenant-payment-methods") {
@@ -205,6 +211,20 @@ export function createApp(env: Env): FunctionApp {
   // A person is waiting: fewer retries than a publishing run.
   const stripe = () =>
     caller ??= new StripeCaller(createStripe(stripeConfigFromEnv(env)), { maxAttempts: 3 });
+  let guard: AccountGuard | undefined;
+  // Start-up check of every invocation that calls Stripe: the key's account is the bound one.
+  const checkedStripe = async (): Promise<StripeCaller> => {
+    const c = stripe();
+    guard ??= new AccountGuard(() => c.stripe, envKeyLivemode(env));
+    try {
+      await guard.check(db(), "billing");
+    } catch (err) {
+      if (!(err instanceof StripeAccountMismatchError)) throw err;
+      console.error(`billing: refused: ${err.message}`);
+      throw new HttpError(503, "misconfigured", "billing is not available right now");
+    }
+    return c;
+  };
 
   const handle = async (req: Request): Promise<Response> => {
     if (req.method !== "POST") {
@@ -238,7 +258,11 @@ export function createApp(env: Env): FunctionApp {
           await requireTenantAdmin(tx, body.tenant);
           return await findTenantBill(tx, body.tenant, selector);
         });
-        const invoice = await retrieveBillInvoice(db(), stripe(), bill.stripe_invoice_id);
+        const invoice = await retrieveBillInvoice(
+          db(),
+          await checkedStripe(),
+          bill.stripe_invoice_id,
+        );
         return json({ bill_id: bill.bill_id, invoice });
       }
       default: {
@@ -247,7 +271,9 @@ export function createApp(env: Env): FunctionApp {
           const limited = await takeSetupIntentSlot(db(), body.tenant, setupIntentLimit);
           if (limited) return limited;
         }
-        return json(await paymentOperation(body, db(), stripe(), `billing:${user.sub}`));
+        return json(
+          await paymentOperation(body, db(), await checkedStripe(), `billing:${user.sub}`),
+        );
       }
     }
   };

@@ -12,7 +12,14 @@ import {
   readJsonObject,
   withCors,
 } from "../_shared/http.ts";
-import { publish } from "../_shared/publish.ts";
+import { publish, RunConflictError, UnknownTenantsError } from "../_shared/publish.ts";
+import {
+  AccountGuard,
+  envKeyLivemode,
+  StripeAccountMismatchError,
+  StripeKeyFormatError,
+} from "../_shared/stripe_account.ts";
+import { describeStripeError } from "../_shared/stripe_errors.ts";
 import { createStripe, type Stripe, stripeConfigFromEnv } from "../_shared/stripe_client.ts";
 import { monthSchema, parseOrThrow, tenantSchema, z } from "../_shared/validation.ts";
 
@@ -92,6 +99,12 @@ export interface PublishAppDeps {
 }
 
 function dbError(err: unknown): HttpError | null {
+  if (err instanceof UnknownTenantsError) {
+    return new HttpError(400, "unknown_tenants", err.message, "tenants");
+  }
+  if (err instanceof RunConflictError) {
+    return new HttpError(409, "run_in_progress", err.message, "run_id");
+  }
   const e = err as { code?: string; column_name?: string; message?: string };
   if (e?.code === "22023") {
     return new HttpError(400, "invalid_request", e.message ?? "invalid request", e.column_name);
@@ -106,6 +119,7 @@ export function createPublishApp(env: Env, deps: PublishAppDeps = {}): FunctionA
   const ownsSql = !deps.sql;
   const budgetMs = deps.budgetMs ??
     (Number(env.get("PUBLISH_TIME_BUDGET_MS")) || DEFAULT_BUDGET_MS);
+  let guard: AccountGuard | undefined;
   const fetch = withCors("publish-invoices", async (req) => {
     if (req.method !== "POST") throw new HttpError(405, "method_not_allowed", "use POST");
     const caller = await authorize(req, env);
@@ -119,7 +133,30 @@ export function createPublishApp(env: Env, deps: PublishAppDeps = {}): FunctionA
     // Validate before touching anything: bad input writes nothing.
     const body = parseOrThrow(publishBodySchema, await readJsonObject(req));
     sql ??= createDb(dbUrlFromEnv(env), { max: 3, applicationName: "publish-invoices" });
-    stripe ??= createStripe(stripeConfigFromEnv(env));
+    // Start-up checks, before anything is enqueued: the key's format, then its account.
+    let livemode: boolean | undefined;
+    try {
+      livemode = envKeyLivemode(env);
+    } catch (err) {
+      if (!(err instanceof StripeKeyFormatError)) throw err;
+      throw new HttpError(500, "misconfigured", err.message);
+    }
+    const client = stripe ??= createStripe(stripeConfigFromEnv(env));
+    guard ??= new AccountGuard(() => client, livemode);
+    try {
+      await guard.check(sql, `publish-invoices (${caller})`);
+    } catch (err) {
+      if (err instanceof StripeAccountMismatchError) {
+        throw new HttpError(503, "stripe_account_mismatch", err.message);
+      }
+      throw new HttpError(
+        503,
+        "stripe_unavailable",
+        `cannot tell which Stripe account the key belongs to: ${
+          describeStripeError("GET /v1/account", err)
+        }`,
+      );
+    }
     const worker = deps.worker ?? `fn-${crypto.randomUUID().slice(0, 8)}`;
     try {
       const result = await publish({ sql, stripe, worker }, body, {

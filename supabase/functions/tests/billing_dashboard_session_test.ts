@@ -88,7 +88,11 @@ Deno.test({
     assert.equal(total.searches, 0, "zero Search calls");
     assert.deepEqual(perStep["list-tenant-invoices"], {}, "listing invoices calls no Stripe API");
     assert.deepEqual(perStep["get-tenant-invoice"], { "GET /v1/invoices/:id": 1 });
-    assert.deepEqual(perStep["setup-intent"], { "POST /v1/setup_intents": 1 });
+    // The instance's first Stripe-facing call asks which account the key is, once (start-up check).
+    assert.deepEqual(perStep["setup-intent"], {
+      "GET /v1/account": 1,
+      "POST /v1/setup_intents": 1,
+    });
 
     // The list carries the mirrored state of every invoice, fed by the webhooks.
     assert.equal(listed.length, INVOICES + 1);

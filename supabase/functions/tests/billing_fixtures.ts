@@ -17,6 +17,7 @@ import { mintUserJwt } from "../../../dev/functions-gateway/tokens.ts";
 import { type RunningEmulator, startStripeEmulator } from "../../../dev/stripe-emulator/server.ts";
 import { createDb, dbUrlFromEnv, type Sql } from "../_shared/db.ts";
 import { createStripe, type Stripe } from "../_shared/stripe_client.ts";
+import { TEST_STRIPE_ACCOUNT } from "../../../dev/test_account.ts";
 
 /** The SDK and node:http keep timers and sockets beyond one test; the harness closes them. */
 export const HARNESS_TEST = { sanitizeOps: false, sanitizeResources: false };
@@ -39,7 +40,7 @@ function suffix(): string {
 /** Starts emulator and gateway on free ports, wired together. */
 export async function startHarness(): Promise<Harness> {
   const dbUrl = dbUrlFromEnv(Deno.env);
-  const emu = await startStripeEmulator({ port: 0 });
+  const emu = await startStripeEmulator({ port: 0, accountId: TEST_STRIPE_ACCOUNT });
   const webhookSecret = `whsec_${suffix()}${suffix()}`;
   const gateway = await startFunctionsGateway({
     port: 0,

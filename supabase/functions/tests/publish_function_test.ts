@@ -3,6 +3,9 @@
 import assert from "node:assert/strict";
 import { envFromRecord } from "../_shared/http.ts";
 import { createPublishApp, secretEquals } from "../publish-invoices/handler.ts";
+import { runItemsPage } from "../_shared/runs.ts";
+import { startStripeEmulator } from "../../../dev/stripe-emulator/server.ts";
+import { emulatorClient } from "../../../dev/stripe-emulator/test_support.ts";
 import { finalBill, IO, makeTenant, openWorld, storedInvoice } from "./publish_helpers.ts";
 
 const ENV = envFromRecord({
@@ -136,7 +139,8 @@ Deno.test({
       const out = await res.json();
       assert.equal(res.status, 200);
       assert.equal(out.status, "done");
-      const its = out.report.items as Record<string, unknown>[];
+      assert.equal(out.report, undefined, "the response carries counts, not every item");
+      const its = await runItemsPage(w.sql, out.run_id);
       const mine = its.find((i) => i.bill === `final:${bill}`)!;
       assert.equal(mine.outcome, "planned");
       assert.equal(mine.action, "create");
@@ -185,11 +189,148 @@ Deno.test({
       const done = await next.json();
       assert.equal(next.status, 200);
       assert.equal(done.status, "done");
-      assert.equal(done.report.counters.outcomes.created, 1);
+      assert.equal(done.counters.outcomes.created, 1);
       assert.ok(await storedInvoice(w.sql, "final", bill));
     } finally {
       await slow.close();
       await app.close();
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a run with warned bills answers warned with counts and the first problems, never every item",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    const app = createPublishApp(ENV, { sql: w.sql, stripe: w.stripe, budgetMs: 30_000 });
+    try {
+      const customer = await w.stripe.customers.create({ name: "warned" });
+      const tenants = [];
+      for (let i = 0; i < 3; i++) {
+        tenants.push(await makeTenant(w.sql, { customerId: customer.id }));
+      }
+      const bills = [];
+      for (const t of tenants) {
+        bills.push(
+          await finalBill(w.sql, t, "2031-03", [{ description: "Data", count: 10, rate: 500 }]),
+        );
+      }
+      // The last bill's stored invoice is void in Stripe: warned (left unbilled), not recreated.
+      const voided = await w.emu.control.createInvoice({
+        customer: customer.id,
+        status: "void",
+        collection_method: "send_invoice",
+        days_until_due: 30,
+        lines: [{ amount: 5000, description: "old" }],
+      });
+      await w.sql`select internal.link_bill_invoice('final', ${bills[2]}, ${voided.id as string},
+        'test')`;
+      const res = await app.fetch(post({ month: "2031-03", tenants }, SERVICE));
+      const out = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(out));
+      assert.equal(out.status, "warned");
+      assert.equal(out.warned, 1);
+      assert.equal(out.failed, 0);
+      assert.equal(out.counters.items, 3);
+      assert.equal(out.report, undefined);
+      assert.deepEqual(out.problems.map((p: { bill: string }) => p.bill), [`final:${bills[2]}`]);
+      assert.equal(out.problems[0].reason, "voided");
+      assert.equal(out.problems_truncated, false);
+      // The stored report pages every item, by state.
+      const warned = await runItemsPage(w.sql, out.run_id, { state: "warned" });
+      assert.deepEqual(warned.map((i) => i.bill), [`final:${bills[2]}`]);
+    } finally {
+      await app.close();
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "unknown tenants are a 400 naming them; an overlapping active run is a 409 naming it; the same request joins",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    const app = createPublishApp(ENV, { sql: w.sql, stripe: w.stripe, budgetMs: 30_000 });
+    try {
+      const tenant = await makeTenant(w.sql);
+      await finalBill(w.sql, tenant, "2031-04", [{ description: "Data", count: 10, rate: 500 }]);
+      let res = await app.fetch(
+        post({ month: "2031-04", tenants: [tenant, "nosuch9x/"] }, SERVICE),
+      );
+      let out = await res.json();
+      assert.equal(res.status, 400);
+      assert.equal(out.error.field, "tenants");
+      assert.equal(out.error.message, "no such tenant: nosuch9x/");
+      const runs = await w.sql`select 1 from internal.publish_runs where ${tenant} = any(tenants)`;
+      assert.equal(runs.length, 0, "nothing enqueued");
+
+      const [{ id }] = await w.sql<{ id: string }[]>`
+        select internal.enqueue_publish_run('2031-04-01', ${[tenant]}::text[],
+          '{"recreate_existing": true}', 'other-operator')::text as id`;
+      res = await app.fetch(post({ month: "2031-04", tenants: [tenant] }, SERVICE));
+      out = await res.json();
+      assert.equal(res.status, 409);
+      assert.equal(out.error.code, "run_in_progress");
+      assert.match(out.error.message, new RegExp(`run ${id} \\(by other-operator.*run_id ${id}`));
+
+      res = await app.fetch(
+        post({ month: "2031-04", tenants: [tenant], recreate_existing: true }, SERVICE),
+      );
+      out = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(out));
+      assert.equal(out.run_id, id);
+      assert.equal(out.joined, true);
+    } finally {
+      await app.close();
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a key of another Stripe account gets a 503 naming both accounts and enqueues nothing",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    const other = await startStripeEmulator({ port: 0, accountId: "acct_notthisone" });
+    const right = createPublishApp(ENV, { sql: w.sql, stripe: w.stripe, budgetMs: 30_000 });
+    const wrong = createPublishApp(ENV, {
+      sql: w.sql,
+      stripe: emulatorClient(other.port),
+      budgetMs: 30_000,
+    });
+    try {
+      const tenant = await makeTenant(w.sql);
+      await finalBill(w.sql, tenant, "2031-05", [{ description: "Data", count: 10, rate: 500 }]);
+      // The right account binds (or matches) first.
+      let res = await right.fetch(
+        post({ month: "2031-05", tenants: [tenant], dry_run: true }, SERVICE),
+      );
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      const runsBefore = await w
+        .sql`select 1 from internal.publish_runs where ${tenant} = any(tenants)`;
+      res = await wrong.fetch(post({ month: "2031-05", tenants: [tenant] }, SERVICE));
+      const out = await res.json();
+      assert.equal(res.status, 503);
+      assert.equal(out.error.code, "stripe_account_mismatch");
+      assert.match(
+        out.error.message,
+        /acct_notthisone \(test mode\), but this database is bound to acct_/,
+      );
+      const runsAfter = await w
+        .sql`select 1 from internal.publish_runs where ${tenant} = any(tenants)`;
+      assert.equal(runsAfter.length, runsBefore.length, "nothing enqueued");
+      assert.deepEqual(Object.keys(other.emulator.calls.summary().byRoute), ["GET /v1/account"]);
+    } finally {
+      await right.close();
+      await wrong.close();
+      await other.close();
       await w.close();
     }
   },
