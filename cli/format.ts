@@ -22,6 +22,8 @@ export interface Column<T> {
   align?: "left" | "right";
   /** Wrapped (on spaces, else hard) so the table fits `TABLE_WIDTH` columns. */
   wrap?: boolean;
+  /** Printed under its row, indented and wrapped to the full width (long free text). */
+  below?: boolean;
 }
 
 /** Tables are laid out for a terminal this wide. */
@@ -55,14 +57,16 @@ function wrapText(text: string, width: number): string[] {
  * Renders rows as an aligned text table with a header rule. Wrapping columns share what the
  * others leave of {@link TABLE_WIDTH} (at least 20 each) and continue on following lines.
  */
-export function table<T>(rows: T[], columns: Column<T>[], maxWidth = TABLE_WIDTH): string {
+export function table<T>(rows: T[], allColumns: Column<T>[], maxWidth = TABLE_WIDTH): string {
+  const columns = allColumns.filter((c) => !c.below);
+  const belowColumns = allColumns.filter((c) => c.below);
   const cells = rows.map((row) => columns.map((c) => String(c.value(row) ?? "-")));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i].length)));
   const wrapping = columns.map((c, i) => (c.wrap ? i : -1)).filter((i) => i >= 0);
   const total = () => widths.reduce((a, b) => a + b, 0) + 2 * (columns.length - 1);
   if (wrapping.length > 0 && total() > maxWidth) {
     const fixed = total() - wrapping.reduce((a, i) => a + widths[i], 0);
-    const each = Math.max(30, Math.floor((maxWidth - fixed) / wrapping.length));
+    const each = Math.max(12, Math.floor((maxWidth - fixed) / wrapping.length));
     for (const i of wrapping) {
       widths[i] = Math.min(widths[i], Math.max(each, columns[i].header.length));
     }
@@ -73,11 +77,15 @@ export function table<T>(rows: T[], columns: Column<T>[], maxWidth = TABLE_WIDTH
       .join("  ")
       .trimEnd();
   const lines = [fmt(columns.map((c) => c.header)), fmt(widths.map((w) => "-".repeat(w)))];
-  for (const row of cells) {
+  cells.forEach((row, r) => {
     const parts = row.map((v, i) => (columns[i].wrap ? wrapText(v, widths[i]) : [v]));
     const height = Math.max(...parts.map((p) => p.length));
     for (let k = 0; k < height; k++) lines.push(fmt(parts.map((p) => p[k] ?? "")));
-  }
+    for (const c of belowColumns) {
+      const text = String(c.value(rows[r]) ?? "");
+      if (text) { for (const l of wrapText(text, maxWidth - 4)) lines.push(`    ${l}`); }
+    }
+  });
   return lines.join("\n");
 }
 

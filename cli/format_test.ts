@@ -64,3 +64,15 @@ Deno.test("a database URL is shown without its credentials", () => {
     "aws-0-eu.pooler.supabase.com:5432/postgres",
   );
 });
+
+Deno.test("a below column prints under its row, indented and wrapped to the width", () => {
+  const note = "created in_7vU22UPcKuHdcwFM4ibxhFQN with 2 lines; " + "x ".repeat(40);
+  const out = table([{ b: "final:2", n: note }], [
+    { header: "Bill", value: (r) => r.b },
+    { header: "Note", value: (r) => r.n, below: true },
+  ], 50).split("\n");
+  assert.equal(out[0], "Bill");
+  assert.equal(out[2], "final:2");
+  assert.ok(out.slice(3).every((l) => l.startsWith("    ") && l.length <= 50), out.join("\n"));
+  assert.equal(out.slice(3).map((l) => l.trim()).join(" "), note.trim());
+});

@@ -110,6 +110,12 @@ function blockersLine(b: RunBlockers, worker: (w: string) => boolean): string | 
   return parts.length ? `waiting: ${parts.join("; ")} (a dead worker's lease expires then)` : null;
 }
 
+/** `2026-10-01..10-31` within a year, `2026-12-01..2027-02-28` across years. */
+function period(start: string | null, end: string | null): string {
+  if (!start || !end) return "-";
+  return `${start}..${end.slice(0, 4) === start.slice(0, 4) ? end.slice(5) : end}`;
+}
+
 /** `publish`. */
 export async function runPublish(ctx: CliContext, flags: Flags): Promise<number> {
   const workers = flags.workers === undefined ? 8 : Number(flags.workers);
@@ -187,7 +193,7 @@ export async function runPublish(ctx: CliContext, flags: Flags): Promise<number>
     `Run ${runId}: ${
       joined ? "joining the active run of" : runIdFlag ? "continuing" : "publishing"
     } ` +
-      `${month}${dryRun ? " (dry run)" : ""}, ${count(items, "bill")}. ` +
+      `${month}${dryRun ? " (dry run)" : ""}, ${count(items, "bill")}.\n` +
       `Continue it later with: deno task billing publish --run-id ${runId}`,
   );
 
@@ -268,13 +274,14 @@ export async function runPublish(ctx: CliContext, flags: Flags): Promise<number>
       ctx.say(table(shown, [
         { header: "Tenant", value: (r) => r.tenant },
         { header: "Bill", value: (r) => r.bill },
-        { header: "Period", value: (r) => (r.date_start ? `${r.date_start}..${r.date_end}` : "-") },
+        { header: "Period", value: (r) => period(r.date_start, r.date_end) },
         { header: "Amount", value: (r) => money(r.subtotal), align: "right" },
         { header: "Invoice", value: (r) => r.stripe_invoice_id },
+        { header: "Reason", value: (r) => r.reason },
         {
-          header: "Reason / detail",
-          value: (r) => [r.reason, r.error ?? r.detail].filter(Boolean).join(": "),
-          wrap: true,
+          header: "Detail",
+          value: (r) => r.error ?? r.detail,
+          below: true,
         },
       ]));
       if (group.length > shown.length) {
@@ -286,7 +293,7 @@ export async function runPublish(ctx: CliContext, flags: Flags): Promise<number>
       `\n${dryRun ? "Would create" : "Created"} ${n(dryRun ? "would create" : "created")}, ` +
         `updated ${n(dryRun ? "would update" : "updated")}, unchanged ${n("unchanged")}, ` +
         `skipped ${n(dryRun ? "would skip" : "skipped")}, warned ${warned}, failed ${failed}` +
-        `${unfinished ? `, unfinished ${unfinished}` : ""}. ${callsLine(stats)}`,
+        `${unfinished ? `, unfinished ${unfinished}` : ""}.\n${callsLine(stats)}`,
     );
     ctx.say(`Run ${runId}: ${report.status}.`);
     if (warned > 0) {

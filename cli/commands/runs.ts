@@ -87,22 +87,33 @@ function totalCalls(calls: Record<string, number> | null): number {
   return Object.values(calls).reduce((a, b) => a + (typeof b === "number" ? b : 0), 0);
 }
 
+/** A run ID, or the first 8 or more characters of one (as the list shows them). */
+async function resolveRunId(ctx: CliContext, given: string): Promise<string> {
+  if (!/^[0-9a-f][0-9a-f-]{7,35}$/i.test(given)) {
+    throw new UsageError(
+      `--id must be a run ID (a UUID, or its first 8 characters), got "${given}"`,
+    );
+  }
+  const rows = await ctx.sql<{ id: string }[]>`
+    select id::text from internal.publish_runs where id::text like ${given.toLowerCase() + "%"}
+    limit 2`;
+  if (rows.length === 0) throw new UsageError(`--id: run ${given} does not exist (see: runs)`);
+  if (rows.length > 1) throw new UsageError(`--id: ${given} matches several runs; give more of it`);
+  return rows[0].id;
+}
+
 /** `runs`. */
 export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
   if (typeof flags.id === "string") {
-    if (!/^[0-9a-f-]{36}$/i.test(flags.id)) {
-      throw new UsageError(`--id must be a run ID (a UUID), got "${flags.id}"`);
-    }
-    const exists = await ctx.sql`select 1 from internal.publish_runs where id = ${flags.id}::uuid`;
-    if (exists.length === 0) throw new UsageError(`run ${flags.id} does not exist`);
+    const runId = await resolveRunId(ctx, flags.id);
     const state = typeof flags.state === "string" ? flags.state : null;
     if (state !== null && !STATES.includes(state)) {
       throw new UsageError(`--state must be one of ${STATES.join(", ")}, got "${state}"`);
     }
     const after = wholeNumber(flags, "after", 0, 2_000_000_000);
     const pageSize = Math.max(1, wholeNumber(flags, "limit", 200, 1000));
-    const report = await runReport(ctx.sql, flags.id, false);
-    const items = await runItemsPage(ctx.sql, flags.id, {
+    const report = await runReport(ctx.sql, runId, false);
+    const items = await runItemsPage(ctx.sql, runId, {
       state,
       afterItemNo: after,
       limit: pageSize + 1,
@@ -129,7 +140,7 @@ export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
       { header: "Reason", value: (i) => i.reason ?? i.action },
       { header: "Invoice", value: (i) => i.stripe_invoice_id },
       { header: "Calls", value: (i) => totalCalls(i.stripe_calls), align: "right" },
-      { header: "Note", value: (i) => i.error ?? i.detail ?? "", wrap: true },
+      { header: "Note", value: (i) => i.error ?? i.detail ?? "", below: true },
     ]));
     if (next !== null) {
       ctx.say(
@@ -166,15 +177,19 @@ export async function runRuns(ctx: CliContext, flags: Flags): Promise<number> {
     ctx.say("No publish runs yet.");
     return 0;
   }
+  // Short IDs (runs --id takes them) and a wrapping outcomes column keep it within 100 columns.
   ctx.say(table(rows, [
-    { header: "Run", value: (r) => r.id },
-    { header: "Month", value: (r) => r.month + (r.dry_run ? " (dry run)" : "") },
-    { header: "Created", value: (r) => r.created_at.toISOString().slice(0, 19).replace("T", " ") },
-    { header: "By", value: (r) => r.created_by },
-    { header: "Status", value: (r) => r.status },
+    { header: "Run", value: (r) => r.id.slice(0, 8) },
+    { header: "Month", value: (r) => r.month },
+    {
+      header: "Created (UTC)",
+      value: (r) => r.created_at.toISOString().slice(5, 16).replace("T", " "),
+    },
+    { header: "Status", value: (r) => r.status + (r.dry_run ? " (dry run)" : "") },
     { header: "Bills", value: (r) => r.item_count, align: "right" },
+    { header: "Calls", value: (r) => r.stripe_calls ?? 0, align: "right" },
+    { header: "By", value: (r) => r.created_by, wrap: true },
     { header: "Outcomes", value: (r) => outcomes(r.counters), wrap: true },
-    { header: "Stripe calls", value: (r) => r.stripe_calls ?? 0, align: "right" },
   ]));
   return 0;
 }
