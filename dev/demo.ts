@@ -19,6 +19,7 @@ import {
   PERIOD_START_KEY,
   TENANT_NAME_KEY,
 } from "../supabase/functions/_shared/metadata.ts";
+import { TEST_STRIPE_ACCOUNT } from "./test_account.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const MONTH = "2026-10";
@@ -32,7 +33,7 @@ async function sh(args: string[]): Promise<void> {
   if (out.code !== 0) throw new Error(new TextDecoder().decode(out.stderr));
 }
 
-const emulator = await startStripeEmulator({ port: 0 });
+const emulator = await startStripeEmulator({ port: 0, accountId: TEST_STRIPE_ACCOUNT });
 const webhookSecret = `whsec_demo${crypto.randomUUID().replaceAll("-", "")}`;
 const schedulerSecret = crypto.randomUUID().replaceAll("-", "");
 const gateway = await startFunctionsGateway({

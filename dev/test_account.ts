@@ -1,5 +1,5 @@
 /**
- * The Stripe account every test emulator stands for when it shares the local database: the
+ * The Stripe account every local emulator (tests, the demo) stands for on the local stack: the
  * database is bound to one account (internal.stripe_account_binding), and emulator instances
  * otherwise each make their own. Tests of a wrong account start an emulator with another ID.
  */

@@ -216,7 +216,7 @@ export async function runAdopt(ctx: CliContext, flags: Flags): Promise<number> {
       { header: "Result", value: (c) => c.result },
       { header: "Customer", value: (c) => c.customer },
       { header: "Duplicates", value: (c) => c.duplicates.join(", ") || "-" },
-      { header: "Detail", value: (c) => c.detail },
+      { header: "Detail", value: (c) => c.detail, below: true },
     ]));
   }
   ctx.say(`\nBills (${bills.length}): ${tally(bills)}`);
@@ -229,7 +229,7 @@ export async function runAdopt(ctx: CliContext, flags: Flags): Promise<number> {
       { header: "Amount", value: (b) => money(b.amount), align: "right" },
       { header: "Result", value: (b) => b.result },
       { header: "Invoice(s)", value: (b) => b.invoices.join(", ") || "-" },
-      { header: "Detail", value: (b) => b.detail },
+      { header: "Detail", value: (b) => b.detail, below: true },
     ]));
   }
   ctx.say(`\nOrphans (automation invoices matching no bill): ${orphans.length}`);

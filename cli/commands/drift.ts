@@ -145,7 +145,7 @@ export async function runDrift(ctx: CliContext, flags: Flags): Promise<number> {
         { header: "Tenant", value: (f) => f.tenant },
         { header: "Bill", value: (f) => f.bill_id },
         { header: "Stripe ID", value: (f) => f.stripe_id },
-        { header: "Detail", value: (f) => f.detail, wrap: true },
+        { header: "Detail", value: (f) => f.detail, below: true },
       ]));
     } else {
       ctx.say("No drift: every stored ID matches Stripe.");

@@ -176,13 +176,20 @@ export async function runFinalize(ctx: CliContext, flags: Flags): Promise<number
       { header: "Bill", value: (r) => r.bill_id },
       { header: "Amount", value: (r) => money(r.amount_due), align: "right" },
       { header: "Invoice", value: (r) => r.stripe_invoice_id },
-      { header: "Default PM", value: (r) => (r.has_default_payment_method ? "yes" : "no") },
-      { header: "Collection", value: (r) => r.collection_method },
-      { header: "Status", value: (r) => r.status },
+      {
+        header: "Collection",
+        value: (r) =>
+          (r.collection_method === "send_invoice" ? "send" : "charge") +
+          (r.has_default_payment_method ? "" : " (no PM)"),
+      },
       {
         header: "Action",
-        value: (r) => r.action + (r.note ? ` (${r.note})` : ""),
-        wrap: true,
+        value: (r) => (r.action === "switch_and_finalize" ? "send+finalize" : r.action),
+      },
+      {
+        header: "Note",
+        value: (r) => [r.status === "draft" ? "" : r.status, r.note].filter(Boolean).join(": "),
+        below: true,
       },
     ]));
   }
