@@ -355,7 +355,13 @@ async function main() {
     [...readPlans, ...queuePlans].join("\n\n"),
   );
 
-  if (results.reads) printReads(results);
+  if (results.reads) {
+    printReads(results);
+    for (const [kind, plan] of Object.entries(results.read_plans as Record<string, string>)) {
+      console.log(`\nplan, ${kind} read as authenticated (user 1), EXPLAIN (ANALYZE, BUFFERS):\n`);
+      console.log(plan);
+    }
+  }
   if (results.enqueue) printQueue(results);
   console.log(`plans: bench/results/db_scale_plans.txt; figures: bench/results/db_scale.json`);
   if (failures.length > 0) Deno.exit(1);

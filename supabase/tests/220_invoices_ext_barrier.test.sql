@@ -1,7 +1,7 @@
 -- public.invoices_ext is a security barrier: a signed-in admin's own predicates and functions
 -- only ever see rows of the tenants they administer, however cheap the planner thinks they are.
 begin;
-select plan(12);
+select plan(17);
 
 insert into public.tenants (tenant) values ('sbA/'), ('sbB/');
 insert into auth.users (id, aud, role, email) values
@@ -95,6 +95,22 @@ reset role;
 select ok((select coalesce('security_barrier=true' = any(reloptions), false)
     from pg_catalog.pg_class where oid = 'public.invoices_ext'::regclass),
   'public.invoices_ext is declared security_barrier');
+
+-- The helpers the view calls are for the view: execute for the API roles that read it, nothing
+-- for anon, and no way around the view (the schema they live in is not usable by callers).
+select function_privs_are('internal', 'caller_admin_tenants', array[]::text[], 'anon', array[]::text[],
+  'anon cannot execute internal.caller_admin_tenants');
+select function_privs_are('internal', 'caller_admin_tenants', array[]::text[], 'authenticated',
+  array['EXECUTE'], 'authenticated may execute it (the view calls it as the caller)');
+select ok((select p.prosecdef and p.proconfig @> array['search_path=""']
+    from pg_catalog.pg_proc p where p.oid = 'internal.caller_admin_tenants()'::regprocedure),
+  'it is security definer with an empty search_path');
+select tests.authenticate_as('00000000-0000-4000-8000-0000000005a1');
+select throws_ok($$ select internal.caller_admin_tenants() $$, '42501', null,
+  'a signed-in user cannot call it directly (no usage on schema internal)');
+select tests.clear_authentication();
+select throws_ok($$ select count(*) from public.invoices_ext $$, '42501', null,
+  'anon still cannot read the view');
 
 select * from finish();
 rollback;
