@@ -2,7 +2,7 @@
 -- reach their bills by index instead of scanning every tenant's, the rows are exactly theirs,
 -- and enqueue finds a month's usage bills by an index of its own.
 begin;
-select plan(18);
+select plan(21);
 
 -- 3,000 tenants × 12 months of usage bills and four quarterly contracts each, every fifth usage bill
 -- invoiced; user k administers tenant 10·k (k = 1..3), user 4 two tenants, user 5 only reads.
@@ -41,7 +41,8 @@ analyze public.tenants, public.user_grants, internal.billing_historicals, intern
 
 -- What a query did to the bill tables: for every scan node that ran, its node type and the rows
 -- it examined (returned, plus removed by a filter or a recheck, times its loops).
-create function tests.sc_scans(p_query text)
+create function tests.sc_scans(p_query text,
+  p_relations text[] default array['billing_historicals', 'manual_bills'])
 returns table (node text, relation text, examined bigint)
 language plpgsql as $$
 declare
@@ -55,11 +56,11 @@ begin
         * (n ->> 'Actual Loops')::bigint
     from jsonb_path_query(v_plan, 'strict $.**') n
     where jsonb_typeof(n) = 'object'
-      and n ->> 'Relation Name' in ('billing_historicals', 'manual_bills')
+      and n ->> 'Relation Name' = any (p_relations)
       and (n ->> 'Actual Loops')::bigint > 0;
 end;
 $$;
-grant execute on function tests.sc_scans(text) to authenticated, service_role;
+grant execute on function tests.sc_scans(text, text[]) to authenticated, service_role;
 
 -- The planner's total cost for a query.
 create function tests.sc_cost(p_query text) returns float8
@@ -110,7 +111,16 @@ select is((select array_agg(distinct billed_prefix) from public.invoices_ext), a
 select is((select count(*)::int from public.invoices_ext where billed_prefix = 'sc00020/'), 0,
   'another tenant asked for by name shows nothing');
 
+-- public.tenants under its policy: the caller's tenant, found by index.
+select results_eq($$ select tenant::text from public.tenants where tenant like 'sc%' $$,
+  $$ values ('sc00010/') $$, 'the tenants policy shows the administered tenant only');
+select results_eq($$ select sum(examined)::int from tests.sc_scans(
+    'select tenant from public.tenants', array['tenants']) $$,
+  $$ values (1) $$, 'and examines that one tenant, not all 3,000');
+
 select tests.authenticate_as('00000000-0000-4000-8000-000000023004');
+select results_eq($$ select tenant::text from public.tenants where tenant like 'sc%' order by 1 $$,
+  $$ values ('sc00011/'), ('sc00012/') $$, 'an admin of two tenants sees both tenants rows');
 select results_eq($$ select billed_prefix, count(*)::int from public.invoices_ext
     group by billed_prefix order by billed_prefix $$,
   $$ values ('sc00011/'::text, 16), ('sc00012/'::text, 16) $$,
