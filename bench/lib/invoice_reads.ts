@@ -151,9 +151,15 @@ export const READS = {
       "(select pg_catalog.count(*) from pgrst_source_count) as total_result_set",
     )
   }`,
+  // GET /tenants?select=tenant,billing_email (the tenants policy, no filter of the caller's)
+  tenants: `with pgrst_source as (
+      select "public"."tenants"."tenant", "public"."tenants"."billing_email"
+      from "public"."tenants")
+    ${PAGE_SELECT}`,
 } as const;
 
 function readParams(kind: ReadKind, tenant: string): (string | number)[] {
+  if (kind === "tenants") return [];
   return kind === "filtered" ? [tenant, 24, 0] : [24, 0];
 }
 
@@ -242,6 +248,13 @@ export async function checkVisibility(sql: Sql, w: ReadWorld): Promise<string[]>
     const filtered = await asUser(sql, k, (tx) => run(tx, "filtered", k));
     if (Number(filtered.page_total) !== Math.min(24, expected)) {
       failures.push(`user ${k}: filtered page has ${filtered.page_total} rows`);
+    }
+    const tenants = await asUser(sql, k, (tx) => run(tx, "tenants", k));
+    if (
+      Number(tenants.page_total) !== 1 ||
+      (tenants.body[0] as unknown as { tenant: string }).tenant !== tenant
+    ) {
+      failures.push(`user ${k}: the tenants read has ${tenants.page_total} rows`);
     }
     // Another user's tenant, asked for by name, shows nothing.
     const other = await asUser(sql, k, (tx) => run(tx, "filtered", k, userTenant(k === 1 ? 2 : 1)));
