@@ -1,17 +1,40 @@
 /**
- * Database at scale: enqueue a month of N bills (default 100,000), then drain it with several
- * workers through internal.claim_publish_items / complete_publish_item, on a dedicated cluster.
- * Prints timings per phase and per progress decile (flat = indexes do their job), and the
- * EXPLAIN (ANALYZE, BUFFERS) plans of the hot statements, captured with auto_explain.
+ * Database at scale, on a dedicated cluster:
  *
- *   deno task bench:db [--bills 100000] [--workers 4] [--batch 25]
+ * 1. Dashboard reads: T tenants × M months of usage bills plus manual bills (default 100,000 ×
+ *    24 + 10,000), a fifth invoiced with mirrored state, U users each admin of one tenant. The
+ *    reads PostgREST sends for `public.invoices_ext` as `authenticated` (tenant-filtered,
+ *    unfiltered, count=exact): p50/p95 beside the targets, each user's rows checked to be
+ *    exactly theirs, and the EXPLAIN (ANALYZE, BUFFERS) plans.
+ * 2. The publish queue on those tables: enqueue a month of N bills (default 100,000) three times,
+ *    then drain it with several workers through internal.claim_publish_items /
+ *    complete_publish_item. Timings per phase and per progress decile (flat = indexes do their
+ *    job), and the plans of the hot statements, captured with auto_explain.
+ *
+ *   deno task bench:db [--tenants 100000] [--months 24] [--manual 10000] [--users 50]
+ *                      [--reads 200] [--bills 100000] [--workers 4] [--batch 25]
+ *                      [--skip-reads] [--skip-queue] [--port N] [--keep]
  */
 import { parseArgs } from "node:util";
 import { createDb, type Sql } from "../supabase/functions/_shared/db.ts";
+import {
+  checkVisibility,
+  explainReads,
+  loadReadWorld,
+  type ReadWorld,
+  timeReads,
+} from "./lib/invoice_reads.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    tenants: { type: "string", default: "100000" },
+    months: { type: "string", default: "24" },
+    manual: { type: "string", default: "10000" },
+    users: { type: "string", default: "50" },
+    reads: { type: "string", default: "200" },
+    "skip-reads": { type: "boolean", default: false },
+    "skip-queue": { type: "boolean", default: false },
     bills: { type: "string", default: "100000" },
     workers: { type: "string", default: "4" },
     batch: { type: "string", default: "25" },
@@ -23,6 +46,17 @@ const BILLS = Number(values.bills);
 const WORKERS = Number(values.workers);
 const BATCH = Number(values.batch);
 const PORT = Number(values.port);
+const TENANTS = Number(values.tenants);
+const WORLD: ReadWorld = {
+  tenants: TENANTS,
+  months: Number(values.months),
+  // Contracts go to tenants 10, 20, ...: at most a tenth of them.
+  manualBills: Math.min(Number(values.manual), Math.floor(TENANTS / 10)),
+  users: Math.min(Number(values.users), Math.floor(TENANTS / 10)),
+};
+const READ_REPS = Number(values.reads);
+/** The targets (issue: the database at scale), in ms at p95; the tenants read has none. */
+const READ_TARGETS = { filtered: 10, unfiltered: 50, count: 50 } as const;
 const repo = new URL("../", import.meta.url).pathname;
 const stackEnv = { STACK_PORT: String(PORT), STACK_DIR: `/tmp/billing-bench-db-${PORT}` };
 
@@ -109,111 +143,153 @@ async function seedBills(sql: Sql, month: string, n: number): Promise<void> {
   await sql`analyze internal.manual_bills`;
 }
 
-async function main() {
-  console.error(`[bench:db] dedicated cluster on 127.0.0.1:${PORT}`);
-  await stack("reset");
-  const sql = createDb(`postgresql://postgres@127.0.0.1:${PORT}/postgres?sslmode=disable`, {
-    max: WORKERS + 2,
-    applicationName: "bench-db",
+async function readsPhase(sql: Sql, results: Record<string, unknown>): Promise<string[]> {
+  const admin = createDb(`postgresql://supabase_admin@127.0.0.1:${PORT}/postgres?sslmode=disable`, {
+    max: 1,
+    applicationName: "bench-db-load",
   });
-  const results: Record<string, unknown> = { bills: BILLS, workers: WORKERS, batch: BATCH };
   try {
-    // History first: earlier months make the tables big, as in production.
-    const months = ["2031-01-01", "2031-02-01", "2031-03-01"];
-    const enqueue: { month: string; bills_in_table: number; items: number; ms: number }[] = [];
-    let runId = "";
-    for (const month of months) {
-      await seedBills(sql, month, BILLS);
-      const t0 = performance.now();
-      const [{ id }] = await sql<{ id: string }[]>`
-        select internal.enqueue_publish_run(${month}::date, null, '{}', 'bench') as id`;
-      const ms = performance.now() - t0;
-      const [{ n }] = await sql<
-        { n: number }[]
-      >`select item_count as n from internal.publish_runs where id = ${id}`;
-      const [{ total }] = await sql<{ total: number }[]>`
-        select (select count(*) from internal.billing_historicals) + (select count(*) from internal.manual_bills) as total`;
-      enqueue.push({ month, bills_in_table: Number(total), items: n, ms: round(ms) });
-      console.error(
-        `[bench:db] enqueued ${month}: ${n} items in ${round(ms)} ms (${total} bills in tables)`,
-      );
-      runId = id;
-    }
-    results.enqueue = enqueue;
-    await sql`analyze internal.publish_run_items`;
-
-    // Drain the last month's run with WORKERS workers; latencies per decile of progress.
-    const [{ n: items }] = await sql<
-      { n: number }[]
-    >`select item_count as n from internal.publish_runs where id = ${runId}`;
-    const claimMs: number[][] = Array.from({ length: 10 }, () => []);
-    const completeMs: number[][] = Array.from({ length: 10 }, () => []);
-    let done = 0;
-    const started = performance.now();
-    const worker = async (w: number) => {
-      for (;;) {
-        const t0 = performance.now();
-        const claimed = await sql<{ item_no: number }[]>`
-          select item_no from internal.claim_publish_items(${runId}, ${"w" + w}, ${BATCH})`;
-        const decile = Math.min(9, Math.floor((done / items) * 10));
-        claimMs[decile].push(performance.now() - t0);
-        if (claimed.length === 0) return;
-        for (const c of claimed) {
-          const t1 = performance.now();
-          await sql`select internal.complete_publish_item(${runId}, ${c.item_no}, ${"w" + w},
-            'unchanged', 'skip', 'bench', null, null, '{"total": 0}', null, null)`;
-          completeMs[Math.min(9, Math.floor((done / items) * 10))].push(performance.now() - t1);
-          done++;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
-    const drainS = (performance.now() - started) / 1000;
-    results.drain = {
-      items,
-      seconds: round(drainS),
-      items_per_second: round(items / drainS),
-      claim_ms_by_decile: claimMs.map(summary),
-      complete_ms_by_decile: completeMs.map(summary),
-    };
-    const [{ status }] = await sql<
-      { status: string }[]
-    >`select status from internal.publish_runs where id = ${runId}`;
-    results.run_status = status;
-
-    // Plans of the hot statements on the full tables: enqueue (a fresh month), claim, complete.
-    await seedBills(sql, "2031-04-01", BILLS);
-    const plans: Record<string, string[]> = {};
-    plans.enqueue = await explained(
-      sql,
-      (s) => s`select internal.enqueue_publish_run('2031-04-01', null, '{}', 'bench')`,
+    const bills = WORLD.tenants * WORLD.months + WORLD.manualBills;
+    console.error(
+      `[bench:db] loading ${WORLD.tenants} tenants × ${WORLD.months} months + ${WORLD.manualBills} manual bills (${bills} bills)`,
     );
-    const [{ id: planRun }] = await sql<{ id: string }[]>`
-      select id from internal.publish_runs where month = '2031-04-01'`;
-    plans.claim = await explained(
-      sql,
-      (s) => s`select * from internal.claim_publish_items(${planRun}, 'explain', ${BATCH})`,
-    );
-    const [{ item_no }] = await sql<{ item_no: number }[]>`
-      select item_no from internal.publish_run_items where run_id = ${planRun} and lease_owner = 'explain' limit 1`;
-    plans.complete = await explained(
-      sql,
-      (s) =>
-        s`select internal.complete_publish_item(${planRun}, ${item_no}, 'explain', 'unchanged', 'skip', 'bench', null, null, '{}', null, null)`,
-    );
-    results.plans = plans;
+    const load = await loadReadWorld(admin, WORLD);
+    console.error(`[bench:db] loaded in ${load.total_s} s`);
+    const [size] = await admin<{ heap: string; total: string }[]>`
+      select pg_size_pretty(pg_relation_size('internal.billing_historicals')) as heap,
+        pg_size_pretty(pg_total_relation_size('internal.billing_historicals')) as total`;
+    results.read_world = { ...WORLD, bills, load, billing_historicals_size: size };
   } finally {
-    await sql.end();
-    if (!values.keep) await stack("stop");
+    await admin.end();
   }
+  const failures = await checkVisibility(sql, WORLD);
+  // One untimed round warms the caches, as a live dashboard's would be.
+  await timeReads(sql, WORLD.users, WORLD.users);
+  const reads = await timeReads(sql, WORLD.users, READ_REPS);
+  results.reads = reads;
+  results.read_failures = failures;
+  results.read_plans = await explainReads(sql);
+  return failures;
+}
 
-  const outDir = `${repo}bench/results`;
-  await Deno.mkdir(outDir, { recursive: true });
-  await Deno.writeTextFile(`${outDir}/db_scale.json`, JSON.stringify(results, null, 2));
-  const plansText = Object.entries(results.plans as Record<string, string[]>)
-    .map(([k, v]) => `### ${k}\n\n${v.join("\n\n")}`).join("\n\n");
-  await Deno.writeTextFile(`${outDir}/db_scale_plans.txt`, plansText);
+async function queuePhase(sql: Sql, results: Record<string, unknown>): Promise<void> {
+  // History first: earlier months make the tables big, as in production.
+  const months = ["2031-01-01", "2031-02-01", "2031-03-01"];
+  const enqueue: { month: string; bills_in_table: number; items: number; ms: number }[] = [];
+  let runId = "";
+  for (const month of months) {
+    await seedBills(sql, month, BILLS);
+    const t0 = performance.now();
+    const [{ id }] = await sql<{ id: string }[]>`
+      select internal.enqueue_publish_run(${month}::date, null, '{}', 'bench') as id`;
+    const ms = performance.now() - t0;
+    const [{ n }] = await sql<
+      { n: number }[]
+    >`select item_count as n from internal.publish_runs where id = ${id}`;
+    const [{ total }] = await sql<{ total: number }[]>`
+      select (select count(*) from internal.billing_historicals) + (select count(*) from internal.manual_bills) as total`;
+    enqueue.push({ month, bills_in_table: Number(total), items: n, ms: round(ms) });
+    console.error(
+      `[bench:db] enqueued ${month}: ${n} items in ${round(ms)} ms (${total} bills in tables)`,
+    );
+    runId = id;
+  }
+  results.enqueue = enqueue;
+  await sql`analyze internal.publish_run_items`;
 
+  // Drain the last month's run with WORKERS workers; latencies per decile of progress.
+  const [{ n: items }] = await sql<
+    { n: number }[]
+  >`select item_count as n from internal.publish_runs where id = ${runId}`;
+  const claimMs: number[][] = Array.from({ length: 10 }, () => []);
+  const completeMs: number[][] = Array.from({ length: 10 }, () => []);
+  let done = 0;
+  const started = performance.now();
+  const worker = async (w: number) => {
+    for (;;) {
+      const t0 = performance.now();
+      const claimed = await sql<{ item_no: number }[]>`
+        select item_no from internal.claim_publish_items(${runId}, ${"w" + w}, ${BATCH})`;
+      const decile = Math.min(9, Math.floor((done / items) * 10));
+      claimMs[decile].push(performance.now() - t0);
+      if (claimed.length === 0) return;
+      for (const c of claimed) {
+        const t1 = performance.now();
+        await sql`select internal.complete_publish_item(${runId}, ${c.item_no}, ${"w" + w},
+          'unchanged', 'skip', 'bench', null, null, '{"total": 0}', null, null)`;
+        completeMs[Math.min(9, Math.floor((done / items) * 10))].push(performance.now() - t1);
+        done++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
+  const drainS = (performance.now() - started) / 1000;
+  results.drain = {
+    items,
+    seconds: round(drainS),
+    items_per_second: round(items / drainS),
+    claim_ms_by_decile: claimMs.map(summary),
+    complete_ms_by_decile: completeMs.map(summary),
+  };
+  const [{ status }] = await sql<
+    { status: string }[]
+  >`select status from internal.publish_runs where id = ${runId}`;
+  results.run_status = status;
+
+  // Plans of the hot statements on the full tables: enqueue (a fresh month), claim, complete.
+  await seedBills(sql, "2031-04-01", BILLS);
+  const plans: Record<string, string[]> = {};
+  plans.enqueue = await explained(
+    sql,
+    (s) => s`select internal.enqueue_publish_run('2031-04-01', null, '{}', 'bench')`,
+  );
+  const [{ id: planRun }] = await sql<{ id: string }[]>`
+    select id from internal.publish_runs where month = '2031-04-01'`;
+  plans.claim = await explained(
+    sql,
+    (s) => s`select * from internal.claim_publish_items(${planRun}, 'explain', ${BATCH})`,
+  );
+  const [{ item_no }] = await sql<{ item_no: number }[]>`
+    select item_no from internal.publish_run_items where run_id = ${planRun} and lease_owner = 'explain' limit 1`;
+  plans.complete = await explained(
+    sql,
+    (s) =>
+      s`select internal.complete_publish_item(${planRun}, ${item_no}, 'explain', 'unchanged', 'skip', 'bench', null, null, '{}', null, null)`,
+  );
+  results.plans = plans;
+}
+
+function printReads(results: Record<string, unknown>): void {
+  const world = results.read_world as ReadWorld & {
+    bills: number;
+    load: { total_s: number };
+    billing_historicals_size: { heap: string; total: string };
+  };
+  const reads = results.reads as Awaited<ReturnType<typeof timeReads>>;
+  const failures = results.read_failures as string[];
+  console.log(
+    `\npublic.invoices_ext as authenticated: ${world.tenants} tenants × ${world.months} months + ${world.manualBills} manual = ${world.bills} bills (billing_historicals ${world.billing_historicals_size.total}), ${world.users} users; loaded in ${world.load.total_s} s\n`,
+  );
+  console.log("read                      n   p50 ms   p95 ms   max ms   target p95   met?");
+  for (const [kind, r] of Object.entries(reads)) {
+    const target: number | undefined = READ_TARGETS[kind as keyof typeof READ_TARGETS];
+    const verdict = target === undefined ? "–" : r.p95_ms <= target ? "met" : "MISSED";
+    console.log(
+      `${kind.padEnd(22)} ${String(r.n).padStart(4)} ${String(r.p50_ms).padStart(8)} ${
+        String(r.p95_ms).padStart(8)
+      } ${String(r.max_ms).padStart(8)}   ${
+        (target === undefined ? "–" : `≤ ${target} ms`).padStart(10)
+      }   ${verdict}`,
+    );
+  }
+  console.log(
+    failures.length === 0
+      ? `rows: each of ${world.users} users sees exactly their tenant's bills (count, pages, another tenant by name)`
+      : `rows: ${failures.length} VISIBILITY FAILURES:\n  ${failures.join("\n  ")}`,
+  );
+}
+
+function printQueue(results: Record<string, unknown>): void {
   const enqueue = results.enqueue as {
     month: string;
     bills_in_table: number;
@@ -249,7 +325,47 @@ async function main() {
     );
   });
   console.log(`\nrun status after drain: ${results.run_status}`);
+}
+
+async function main() {
+  console.error(`[bench:db] dedicated cluster on 127.0.0.1:${PORT}`);
+  await stack("reset");
+  const sql = createDb(`postgresql://postgres@127.0.0.1:${PORT}/postgres?sslmode=disable`, {
+    max: WORKERS + 2,
+    applicationName: "bench-db",
+  });
+  const results: Record<string, unknown> = { bills: BILLS, workers: WORKERS, batch: BATCH };
+  let failures: string[] = [];
+  try {
+    if (!values["skip-reads"]) failures = await readsPhase(sql, results);
+    if (!values["skip-queue"]) await queuePhase(sql, results);
+  } finally {
+    await sql.end();
+    if (!values.keep) await stack("stop");
+  }
+
+  const outDir = `${repo}bench/results`;
+  await Deno.mkdir(outDir, { recursive: true });
+  await Deno.writeTextFile(`${outDir}/db_scale.json`, JSON.stringify(results, null, 2));
+  const readPlans = Object.entries((results.read_plans ?? {}) as Record<string, string>)
+    .map(([k, v]) => `### invoices_ext ${k} (as authenticated, user 1)\n\n${v}`);
+  const queuePlans = Object.entries((results.plans ?? {}) as Record<string, string[]>)
+    .map(([k, v]) => `### ${k}\n\n${v.join("\n\n")}`);
+  await Deno.writeTextFile(
+    `${outDir}/db_scale_plans.txt`,
+    [...readPlans, ...queuePlans].join("\n\n"),
+  );
+
+  if (results.reads) {
+    printReads(results);
+    for (const [kind, plan] of Object.entries(results.read_plans as Record<string, string>)) {
+      console.log(`\nplan, ${kind} read as authenticated (user 1), EXPLAIN (ANALYZE, BUFFERS):\n`);
+      console.log(plan);
+    }
+  }
+  if (results.enqueue) printQueue(results);
   console.log(`plans: bench/results/db_scale_plans.txt; figures: bench/results/db_scale.json`);
+  if (failures.length > 0) Deno.exit(1);
 }
 
 await main();
