@@ -1,6 +1,7 @@
 // Operator safety through the CLI process: the Stripe account binding, honest exit codes and
 // statuses, unknown tenants, two operators on one month, resuming, and errors that say what to
 // do. Needs the local stack (bash dev/stack.sh start); each test makes its own tenants.
+import { insertUsageBill } from "../supabase/functions/tests/publish_helpers.ts";
 import assert from "node:assert/strict";
 import { type CliFixture, cliFixture } from "./cli_test_helpers.ts";
 import { startStripeEmulator } from "../dev/stripe-emulator/server.ts";
@@ -20,9 +21,7 @@ async function tenantWithBill(f: CliFixture, prefix: string, month: string, cent
     processed_data_gb: 2,
     line_items: [{ description: "Usage", count: 1, rate: cents, subtotal: cents }],
   };
-  const [{ id }] = await f.sql<{ id: number }[]>`
-    insert into internal.billing_historicals (tenant, billed_month, report)
-    values (${tenant}, ${month + "-01"}::timestamptz, ${f.sql.json(report)}) returning id::int`;
+  const id = await insertUsageBill(f.sql, tenant, month.slice(0, 7), report);
   return { tenant, customer: customer.id, bill: id };
 }
 

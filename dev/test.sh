@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 # STACK_PORT runs the whole suite against another cluster (e.g. beside a dev stack in use).
 export STACK_PORT=${STACK_PORT:-54322}
+# Results must not depend on zones: the test cluster's default zone is New York (a project may
+# set its database's default) and the Deno processes run in Los Angeles time.
+export STACK_TIMEZONE=${STACK_TIMEZONE:-America/New_York}
+export TZ=${TZ:-America/Los_Angeles}
 export SUPABASE_DB_URL="postgresql://postgres@127.0.0.1:$STACK_PORT/postgres?sslmode=disable"
 legacy_port=$((STACK_PORT + 10))
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -35,7 +39,7 @@ sched_pid=$!
 trap 'kill "$sched_pid" 2>/dev/null || true' EXIT
 
 step "pgTAP, legacy default privileges (projects before 2026-10-30)"
-STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port SUPABASE_GRANTS=legacy bash dev/stack.sh reset
+STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port SUPABASE_GRANTS=legacy STACK_TIMEZONE=UTC bash dev/stack.sh reset
 trap 'kill "$sched_pid" 2>/dev/null || true; STACK_PORT=$legacy_port STACK_DIR=/tmp/billing-stack-$legacy_port bash dev/stack.sh stop' EXIT
 STACK_PORT=$legacy_port bash dev/pgtap.sh
 legacy_worker=$(cat /tmp/billing-stack-$legacy_port/net-worker.pid)
