@@ -188,13 +188,19 @@ try {
     null,
     async () => {
       // Last month's statements are frozen (here: October's usage again), as upstream's job does.
-      const frozen = await sql`
-        insert into internal.billing_historicals (tenant, billed_month, report)
-        select tenant, ${lastMonth + "-01"}::timestamptz,
-          jsonb_set(report, '{billed_month}', to_jsonb(${lastMonth + "-01"}::timestamptz))
-        from internal.billing_historicals
-        where tenant = 'acmeCo/' and billed_month = '2026-10-01'
-        on conflict (tenant, billed_month) do nothing returning tenant`;
+      // In a UTC session, as upstream's job runs (the table's month check truncates in the
+      // session's zone, and the month starts at midnight UTC).
+      const frozen = await sql.begin(async (tx) => {
+        await tx`set local timezone = 'UTC'`;
+        return await tx`
+          insert into internal.billing_historicals (tenant, billed_month, report)
+          select tenant, ${lastMonth + "-01"}::timestamptz,
+            jsonb_set(report, '{billed_month}', to_jsonb(${lastMonth + "-01"}::timestamptz))
+          from internal.billing_historicals
+          where tenant = 'acmeCo/'
+            and billed_month >= '2026-10-01 00:00+00' and billed_month < '2026-11-01 00:00+00'
+          on conflict (tenant, billed_month) do nothing returning tenant`;
+      });
       // Vault as a project holds it (README, "Deploying"): where pg_cron's calls go, and how.
       await sql`delete from vault.secrets where name in ('project_url', 'publish_invoices_secret')`;
       await sql`select vault.create_secret(${gateway.url}, 'project_url')`;
