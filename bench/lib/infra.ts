@@ -18,7 +18,12 @@ export class Cluster {
 
   constructor(readonly port: number) {
     this.url = `postgresql://postgres@127.0.0.1:${port}/postgres?sslmode=disable`;
-    this.env = { STACK_PORT: String(port), STACK_DIR: `/tmp/billing-bench-${port}` };
+    // UTC, as a project's database is by default (the test command covers other zones).
+    this.env = {
+      STACK_PORT: String(port),
+      STACK_DIR: `/tmp/billing-bench-${port}`,
+      STACK_TIMEZONE: "UTC",
+    };
   }
 
   private async stack(command: string): Promise<void> {

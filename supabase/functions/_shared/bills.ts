@@ -93,7 +93,7 @@ export async function loadBill(
 /** What earlier attempts recorded for a bill. */
 export type BillHistory = Pick<
   StripeKnowledge,
-  "priorCreate" | "replacementStartedFor" | "createdThisRun" | "keySalt"
+  "priorCreate" | "replacementStartedFor" | "createdThisRun" | "keySalt" | "orphans"
 >;
 
 interface IntentRow {
@@ -135,10 +135,12 @@ export async function loadBillHistory(
         idempotencyKey: create.idempotency_key,
         dueDate: typeof create.params?.due_date === "number" ? create.params.due_date : null,
         at: new Date(create.at).getTime(),
+        customerId: typeof create.params?.customer === "string" ? create.params.customer : null,
       }
       : null,
     replacementStartedFor: replacing?.stripe_invoice_id ?? null,
     createdThisRun: links.map((l) => l.new_id),
     keySalt: replays,
+    orphans: [],
   };
 }

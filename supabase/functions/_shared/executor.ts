@@ -164,12 +164,22 @@ async function create(
       await recordInvoiceState(d.sql, { id: old.invoiceId, deleted: true }, d.now());
     }
   }
+  if (action.discardOrphan) {
+    const orphan = action.discardOrphan;
+    await intent(d, "delete_invoice", orphan, { reason: "orphan" });
+    try {
+      await send(d, "DELETE /v1/invoices/:id", (s) => s.invoices.del(orphan));
+    } catch (err) {
+      if (!isStripeNotFound(err)) throw err;
+    }
+    await recordInvoiceState(d.sql, { id: orphan, deleted: true }, d.now());
+  }
   const params = createParams(action);
   await intent(
     d,
     "create_invoice",
     null,
-    { due_date: params.due_date ?? null },
+    { due_date: params.due_date ?? null, customer: action.customerId },
     action.idempotencyKey,
   );
   let inv: Stripe.Invoice;

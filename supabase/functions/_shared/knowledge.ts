@@ -14,8 +14,16 @@ import {
   retrieveInvoice,
   withDraftLines,
 } from "./invoices.ts";
-import { matchInvoice } from "./matching.ts";
-import type { Bill, InvoiceKnowledge, ListedInvoices, StripeKnowledge } from "./plan_types.ts";
+import { billIdOf } from "./bill_invoice.ts";
+import { fromOtherInstallation, matchInvoice } from "./matching.ts";
+import { BILL_ID_KEY } from "./metadata.ts";
+import type {
+  Bill,
+  InvoiceKnowledge,
+  InvoiceSnapshot,
+  ListedInvoices,
+  StripeKnowledge,
+} from "./plan_types.ts";
 import type { RunRow } from "./runs.ts";
 import { StripeCaller } from "./stripe_calls.ts";
 import { describeStripeError } from "./stripe_errors.ts";
@@ -122,6 +130,7 @@ export async function learn(
     replacementStartedFor: null,
     createdThisRun: [],
     keySalt: 0,
+    orphans: [],
   };
   const history = await loadBillHistory(deps.sql, bill.kind as "final" | "manual", bill.id, run.id);
   const listFor = async (cid: string) => {
@@ -141,8 +150,9 @@ export async function learn(
   };
   if (storedInvoiceOnly) {
     // No stored ID but an earlier create: an interrupted run may have left a draft to find.
-    if (!bill.storedInvoiceId && history.priorCreate && tenantCustomerId) {
-      const listed = (await listFor(tenantCustomerId)).listed;
+    const priorCustomer = history.priorCreate?.customerId ?? tenantCustomerId;
+    if (!bill.storedInvoiceId && history.priorCreate && priorCustomer) {
+      const listed = (await listFor(priorCustomer)).listed;
       return { knowledge: withHistory({ ...base, invoice: { via: "listed", listed } }), notes };
     }
     return { knowledge: await storedOnly(base), notes };
@@ -214,6 +224,17 @@ export async function learn(
       invoice = { via: "listed", listed: await draftLinesOfMatch(ic, bill, l, []) };
     }
   }
+  // An interrupted create (no stored ID) may have left this bill's invoice on the customer it
+  // was published to then: the bill has since moved to another tenant.
+  const priorCustomer = history.priorCreate?.customerId;
+  let orphans: InvoiceSnapshot[] = [];
+  if (!bill.storedInvoiceId && priorCustomer && priorCustomer !== customerId) {
+    const ref = billIdOf(bill);
+    orphans = (await listFor(priorCustomer)).listed.invoices.filter((i) =>
+      i.metadata[BILL_ID_KEY] === ref && i.status !== "void" &&
+      !bill.releasedInvoiceIds.includes(i.id) && !fromOtherInstallation(i, ic.installation)
+    );
+  }
   return {
     knowledge: {
       ...base,
@@ -221,6 +242,7 @@ export async function learn(
       customerSource,
       invoice,
       ...history,
+      orphans,
     },
     notes,
   };

@@ -88,13 +88,20 @@ export interface StripeKnowledge {
    * An earlier create intent of this bill and when it was recorded (Unix ms): its due date is
    * reused only while Stripe still holds its key, so a replay sends the same body.
    */
-  priorCreate: { idempotencyKey: string; dueDate: number | null; at: number } | null;
+  priorCreate:
+    | { idempotencyKey: string; dueDate: number | null; at: number; customerId: string | null }
+    | null;
   /** An earlier attempt deleted or voided this invoice to replace it (or as a stale draft). */
   replacementStartedFor: string | null;
   /** Invoices this run already created for the bill: never replaced again by the same run. */
   createdThisRun: string[];
   /** Errors Stripe replayed for this bill so far: each moves its writes to fresh keys. */
   keySalt: number;
+  /**
+   * This bill's invoices on another customer than the one it is published to now, left there by
+   * an interrupted create (no stored ID) before the bill moved tenant.
+   */
+  orphans: InvoiceSnapshot[];
 }
 
 /** Run-wide inputs. */
@@ -170,6 +177,8 @@ export type Action =
     expectedTotal: number;
     /** The invoice this one replaces, and what to do to it first. */
     replaces?: { invoiceId: string; how: "void" | "delete" | "none"; why: string };
+    /** An unlinked draft of this bill on another customer, deleted before the create. */
+    discardOrphan?: string;
   }
   | {
     kind: "update";

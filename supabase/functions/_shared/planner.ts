@@ -249,7 +249,21 @@ export function decide(bill: Bill, k: StripeKnowledge, ctx: PlanContext): Action
     }
     return forInvoice(bill, inv.invoice, k, ctx);
   }
-  if (inv.via === "none") return createAction(bill, k, ctx, "no_invoice");
+  const orphan = k.orphans[0];
+  if (orphan && orphan.status !== "draft") {
+    return warn(
+      bill,
+      "conflict",
+      `invoice ${orphan.id} of this bill is ${orphan.status} on customer ${orphan.customer}, not ${bill.tenant}'s: an interrupted run left it there before the bill moved; void it or link it by hand`,
+      orphan.id,
+    );
+  }
+  // A draft an interrupted run left on the bill's former tenant's customer goes before the create.
+  const fresh = (): Action => ({
+    ...createAction(bill, k, ctx, "no_invoice"),
+    ...(orphan ? { discardOrphan: orphan.id } : {}),
+  });
+  if (inv.via === "none") return fresh();
   const m = matchInvoice(bill, inv.listed, [], ctx.installation);
   switch (m.kind) {
     case "found":
@@ -270,7 +284,7 @@ export function decide(bill: Bill, k: StripeKnowledge, ctx: PlanContext): Action
         m.invoices[0].id,
       );
     case "none":
-      return createAction(bill, k, ctx, "no_invoice");
+      return fresh();
   }
 }
 

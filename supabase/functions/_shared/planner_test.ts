@@ -54,6 +54,7 @@ function know(over: Partial<StripeKnowledge> = {}): StripeKnowledge {
     replacementStartedFor: null,
     createdThisRun: [],
     keySalt: 0,
+    orphans: [],
     ...over,
   };
 }
@@ -184,6 +185,7 @@ Deno.test("decide() sends manual bills as send_invoice due 30 days out; reuses a
     idempotencyKey: a.idempotencyKey,
     dueDate: a.invoice.dueDate,
     at: ctx.now.getTime(),
+    customerId: "cus_A",
   };
   const later = { ...ctx, now: new Date("2026-11-03T00:00:00Z") };
   const again = decide(m, know({ priorCreate: prior }), later);

@@ -438,3 +438,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a crash between create and link, then the bill moves tenant: one invoice, on the new one",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const customerA = await w.emu.control.createCustomer({ name: "from" });
+      const a = await makeTenant(w.sql, { customerId: customerA.id });
+      const b = await makeTenant(w.sql);
+      const bill = await manualBill(w.sql, a, 9_500, "2026-10-01", "2026-10-31");
+      await publish(deps(w, "dying", dyingAfterWrite(w.stripe, 1)), {
+        month: "2026-10",
+        tenants: [a],
+      }, BUDGET);
+      assert.equal((await liveInvoices(w, customerA.id)).length, 1, "the orphan on A");
+      await w.sql`update internal.manual_bills set tenant = ${b} where id = ${bill}`;
+      const r = await run(w, "2026-10", [b]);
+      assert.equal(r.items[0].outcome, "created", JSON.stringify(r.items));
+      assert.equal((await liveInvoices(w, customerA.id)).length, 0, "nothing left on A");
+      const id = await storedInvoice(w.sql, "manual", bill);
+      const inv = await w.stripe.invoices.retrieve(id!);
+      assert.equal(inv.customer, await customerOf(w.sql, b));
+      assert.equal(inv.total, 9_500);
+    } finally {
+      await w.close();
+    }
+  },
+});
