@@ -138,9 +138,13 @@ async function main(): Promise<void> {
       const before = await snapshotIds(sql, opts.tenants ?? null);
       await emu.control.resetCalls();
       log(`${name}: publishing ${month} with ${opts.workers ?? WORKERS} workers`);
+      // The engine's clock follows the emulator's (moved forward between months), as real
+      // Stripe's and the engine's are one: due dates are in the future to both.
+      const { offsetSeconds } = await emu.control.clock();
       const run = await runMonth({
         sql,
         stripe,
+        now: () => new Date(Date.now() + offsetSeconds * 1000),
         month,
         tenants: opts.tenants ?? null,
         workers: opts.workers ?? WORKERS,
@@ -310,13 +314,15 @@ async function seedBrownfield(
       const month = addMonths(b.dateStart.slice(0, 7), -back);
       const [y, m] = month.split("-").map(Number);
       const end = new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+      const lineItems = usageLines(b.index, back);
       jobs.push(() =>
         invoiceFor(control, cus, {
           ...b,
           id: 0,
           dateStart: `${month}-01`,
           dateEnd: end,
-          lineItems: usageLines(b.index, back),
+          lineItems,
+          subtotal: lineItems.reduce((t, l) => t + l.subtotal, 0),
         }, { status: "paid" })
       );
     }

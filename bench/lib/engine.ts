@@ -28,6 +28,8 @@ export interface RunInput {
   /** Stop draining after this long (the run is then reported as it stands). */
   budgetMs?: number;
   workerPrefix?: string;
+  /** The engine's clock (due dates): the emulator's, when a bench has moved it forward. */
+  now?: () => Date;
 }
 
 export interface RunCounters {
@@ -76,6 +78,7 @@ export async function runMonth(input: RunInput): Promise<RunOutcome> {
             stripe: input.stripe,
             worker: `${prefix}-w${w}-r${round}`,
             callerOptions: input.callerOptions,
+            ...(input.now ? { now: input.now } : {}),
           },
           runId,
           { budgetMs: left, batchSize: input.batchSize ?? 10 },
