@@ -4,6 +4,7 @@
  * method, asks, then finalizes with auto_advance so Stripe charges or sends. Every step first
  * re-reads the invoice and refuses one that changed since it was listed.
  */
+import { installationId, writeKey } from "../../supabase/functions/_shared/idempotency.ts";
 import {
   type CommandSpec,
   type Flags,
@@ -250,7 +251,12 @@ async function finalizeOne(ctx: CliContext, row: FinalizeRow, listedPrint: strin
           due_date: dueDate,
           expand: ["customer"],
         }, o),
-      { idempotencyKey: `finalize-collection:${id}` },
+      {
+        idempotencyKey: writeKey(`flow:${await installationId(ctx.sql)}:finalize`, "collection", {
+          invoice: id,
+          due_date: dueDate,
+        }),
+      },
     );
     await record(ctx, current);
     const again = await retrieve(ctx, id);
@@ -263,7 +269,12 @@ async function finalizeOne(ctx: CliContext, row: FinalizeRow, listedPrint: strin
   const finalized = await ctx.caller.call(
     "POST /v1/invoices/:id/finalize",
     (s, o) => s.invoices.finalizeInvoice(id, { auto_advance: true }, o),
-    { idempotencyKey: `finalize:${id}` },
+    {
+      // Per installation; the same finalize of the same invoice replays.
+      idempotencyKey: writeKey(`flow:${await installationId(ctx.sql)}:finalize`, "finalize", {
+        invoice: id,
+      }),
+    },
   );
   await record(ctx, finalized);
   row.outcome = "finalized";
