@@ -7,6 +7,8 @@ import type { EngineDeps } from "./engine.ts";
 import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
 import { IndexGate, type ItemContext, learn } from "./knowledge.ts";
+import { stripeAccountOf } from "./engine.ts";
+import { EventFeedGate, eventPosition, recordVerification, wantedHash } from "./verification.ts";
 import { ItemLease } from "./lease.ts";
 import { classify, decide } from "./planner.ts";
 import type { Action, PlanContext } from "./plan_types.ts";
@@ -98,6 +100,11 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
   const beforeScan = ic.index.caller.stats();
   let plan: Action | null = null;
   const notes: string[] = [];
+  let verifyAfter: {
+    position: { generation: number; seenSeq: number };
+    customerId: string | null;
+    watchCustomerUpdates: boolean;
+  } | null = null;
   // An index scan this item triggered is charged to it.
   const complete = (c: Omit<Parameters<typeof completeItem>[3], "stripeCalls" | "plan">) =>
     completeItem(deps.sql, claim, deps.worker, {
@@ -150,6 +157,12 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       // Skippable, nothing stored and never created: nothing in Stripe to look at.
       plan = c.skip;
     } else {
+      // Where the change log stands before this item reads Stripe: a verification recorded
+      // below is void if anything is recorded later (but for its own writes' events).
+      const position = !run.options.dry_run && bill.kind !== "preview" &&
+          await ic.events.isReady()
+        ? await eventPosition(deps.sql, ic.events.account)
+        : null;
       const learned = await learn(
         ic,
         bill,
@@ -159,6 +172,13 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       );
       notes.push(...learned.notes);
       plan = decide(bill, learned.knowledge, ctx);
+      if (position && !learned.verified) {
+        verifyAfter = {
+          position,
+          customerId: learned.knowledge.customerId,
+          watchCustomerUpdates: c.kind === "needs_stripe" && c.needsPaymentMethod,
+        };
+      }
     }
     const detail = [describe(plan), ...notes].join("; ");
     if (run.options.dry_run) {
@@ -173,6 +193,7 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       });
       return;
     }
+    const sentKeys: string[] = [];
     const result = await execute({
       sql: deps.sql,
       caller,
@@ -181,7 +202,26 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       worker: deps.worker,
       now,
       lease,
+      sentKeys,
     }, plan);
+    // The draft is now what the bill wants, checked against Stripe's answer: remember that.
+    if (
+      verifyAfter && verifyAfter.customerId && result.invoiceId &&
+      (plan.kind === "create" || plan.kind === "update") &&
+      ["created", "updated", "unchanged", "replaced"].includes(result.outcome)
+    ) {
+      await lease.ensure();
+      await recordVerification(deps.sql, {
+        account: ic.events.account,
+        bill,
+        invoiceId: result.invoiceId,
+        customerId: verifyAfter.customerId,
+        hash: await wantedHash(bill, ctx, verifyAfter.customerId),
+        watchCustomerUpdates: verifyAfter.watchCustomerUpdates,
+        position: verifyAfter.position,
+        ownKeys: sentKeys,
+      });
+    }
     await complete({
       outcome: result.outcome,
       action: plan.kind,
@@ -234,6 +274,13 @@ export async function drainRun(
   let processed = 0;
   const spent = () => performance.now() - started >= options.budgetMs;
   const index = new IndexGate(deps, run, spent);
+  const events = new EventFeedGate(
+    deps,
+    run.created_at,
+    index.caller,
+    stripeAccountOf(deps),
+    spent,
+  );
   // One caller for the whole drain, so a slowdown after 429s is not forgotten between batches.
   const caller = new StripeCaller(deps.stripe, {
     ...deps.callerOptions,
@@ -248,7 +295,15 @@ export async function drainRun(
       // The limits are the account's: each live worker takes an equal share of both.
       const workers = Math.max(1, claims[0].active_workers);
       caller.setShare(run.options.rate_per_second / workers, searchRate / workers);
-      const ic: ItemContext = { deps, run, caller, lists: new Map(), index, installation };
+      const ic: ItemContext = {
+        deps,
+        run,
+        caller,
+        lists: new Map(),
+        index,
+        events,
+        installation,
+      };
       for (let i = 0; i < claims.length; i++) {
         if (spent()) {
           await releaseItems(deps.sql, runId, deps.worker, claims.slice(i).map((c) => c.item_no));

@@ -21,6 +21,17 @@ export interface EngineDeps {
   stripeAccount?: string;
   /** Invoice index tuning (tests shorten waits); `enabled: false` always lists per customer. */
   invoiceIndex?: InvoiceIndexOptions;
+  /** The Events API cursor that lets reruns skip retrieves; `enabled: false` retrieves all. */
+  eventFeed?: EventFeedOptions;
+}
+
+/** How the drain reads Stripe's Events API to vouch for verified drafts. */
+export interface EventFeedOptions {
+  enabled?: boolean;
+  /** How long to wait for another worker's pass before retrieving per bill (default 30 s). */
+  waitMs?: number;
+  /** The log is read again during a run when older than this (default 15 min). */
+  maxAgeSeconds?: number;
 }
 
 /** How the drain uses the account-wide invoice index. */
