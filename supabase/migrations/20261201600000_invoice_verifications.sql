@@ -127,20 +127,23 @@ begin
     return query select 'fresh'::text, null::bigint, null::text;
     return;
   end if;
+  if s.complete_through is null or s.complete_through < now_s - retention then
+    -- A new generation starts now, with nothing to read: no verification of it can predate
+    -- it, and every later pass reads from here (less the skew).
+    update internal.stripe_event_cursor x
+    set generation = x.generation + 1, complete_through = now_s, scanned_at = p_now,
+      completed_passes = x.completed_passes + 1, pass_started_at = null, pass_from = null,
+      pass_cursor = null, pass_high = null, lease_owner = null, lease_expires_at = null
+    where x.account = p_account;
+    return query select 'fresh'::text, null::bigint, null::text;
+    return;
+  end if;
   if s.lease_owner is not null and s.lease_owner <> p_owner and s.lease_expires_at >= p_now then
     return query select 'busy'::text, null::bigint, null::text;
     return;
   end if;
   if s.pass_started_at is null then
-    if s.complete_through is null or s.complete_through < now_s - retention then
-      -- Nothing verified in this generation can predate the pass: start just before now.
-      update internal.stripe_event_cursor x
-      set generation = x.generation + 1, complete_through = null, scanned_at = null
-      where x.account = p_account;
-      s.pass_from := now_s - p_skew_seconds;
-    else
-      s.pass_from := s.complete_through - p_skew_seconds;
-    end if;
+    s.pass_from := s.complete_through - p_skew_seconds;
     s.pass_started_at := p_now;
     s.pass_cursor := null;
     s.pass_high := null;

@@ -159,10 +159,11 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
     } else {
       // Where the change log stands before this item reads Stripe: a verification recorded
       // below is void if anything is recorded later (but for its own writes' events).
-      const position = !run.options.dry_run && bill.kind !== "preview" &&
-          await ic.events.isReady()
-        ? await eventPosition(deps.sql, ic.events.account)
-        : null;
+      // It needs no fresh read of the log: later reads record whatever happens from now on.
+      const position = run.options.dry_run || !ic.events.enabled
+        ? null
+        : await eventPosition(deps.sql, ic.events.account) ??
+          (await ic.events.isReady() ? await eventPosition(deps.sql, ic.events.account) : null);
       const learned = await learn(
         ic,
         bill,
