@@ -187,3 +187,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a line whose description alone is edited (total unchanged) is still found and rewritten",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const [b] = await tenantsWithBills(w, 1, "2026-10");
+      await run(w, "2026-10", [b.tenant]);
+      const id = (await storedInvoice(w.sql, "final", b.bill))!;
+      const line = (await w.stripe.invoices.retrieve(id)).lines.data[0];
+      const itemId = line.parent?.invoice_item_details?.invoice_item;
+      assert.ok(typeof itemId === "string", JSON.stringify(line));
+      await w.stripe.invoiceItems.update(itemId, { description: "renamed by hand" });
+      const again = await run(w, "2026-10", [b.tenant]);
+      assert.equal(again.items[0].outcome, "updated", JSON.stringify(again.items));
+      const now = await w.stripe.invoices.retrieve(id);
+      assert.equal(now.total, TOTAL);
+      assert.ok(now.lines.data.every((l) => l.description !== "renamed by hand"));
+    } finally {
+      await w.close();
+    }
+  },
+});
