@@ -310,13 +310,17 @@ async function seedBrownfield(
       const month = addMonths(b.dateStart.slice(0, 7), -back);
       const [y, m] = month.split("-").map(Number);
       const end = new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+      // An older month's lines, and the subtotal they add up to (not this month's).
+      const lineItems = usageLines(b.index, back);
+      const subtotal = lineItems.reduce((s, l) => s + l.subtotal, 0);
       jobs.push(() =>
         invoiceFor(control, cus, {
           ...b,
           id: 0,
           dateStart: `${month}-01`,
           dateEnd: end,
-          lineItems: usageLines(b.index, back),
+          lineItems,
+          subtotal,
         }, { status: "paid" })
       );
     }
