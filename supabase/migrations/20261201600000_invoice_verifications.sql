@@ -100,8 +100,7 @@ as $$
 declare
   s internal.stripe_event_cursor;
   -- Stripe keeps 30 days of events; a cursor idle longer restarts (a new generation).
-  retention constant bigint := 25 * 86400;
-  now_s bigint := extract(epoch from p_now)::bigint;
+  retention constant interval := interval '25 days';
 begin
   if coalesce(p_account, '') = '' then
     raise exception 'account is required' using errcode = 'invalid_parameter_value',
@@ -127,23 +126,16 @@ begin
     return query select 'fresh'::text, null::bigint, null::text;
     return;
   end if;
-  if s.complete_through is null or s.complete_through < now_s - retention then
-    -- A new generation starts now, with nothing to read: no verification of it can predate
-    -- it, and every later pass reads from here (less the skew).
-    update internal.stripe_event_cursor x
-    set generation = x.generation + 1, complete_through = now_s, scanned_at = p_now,
-      completed_passes = x.completed_passes + 1, pass_started_at = null, pass_from = null,
-      pass_cursor = null, pass_high = null, lease_owner = null, lease_expires_at = null
-    where x.account = p_account;
-    return query select 'fresh'::text, null::bigint, null::text;
-    return;
-  end if;
   if s.lease_owner is not null and s.lease_owner <> p_owner and s.lease_expires_at >= p_now then
     return query select 'busy'::text, null::bigint, null::text;
     return;
   end if;
   if s.pass_started_at is null then
-    s.pass_from := s.complete_through - p_skew_seconds;
+    -- A new generation (first use, or idle past Stripe's event retention) reads nothing but
+    -- where Stripe's clock stands (pass_from null: the newest event); later passes read from
+    -- the watermark less the skew.
+    s.pass_from := case when s.complete_through is null or s.scanned_at < p_now - retention
+      then null else s.complete_through - p_skew_seconds end;
     s.pass_started_at := p_now;
     s.pass_cursor := null;
     s.pass_high := null;
@@ -223,9 +215,14 @@ end;
 $$;
 
 -- Completes the held pass: the watermark becomes the newest event seen (never lower than the
--- pass's own start bound), scanned_at the pass's start; releases the lease.
-create function internal.finish_stripe_event_scan(p_account text, p_owner text)
-returns bigint
+-- pass's own start bound), scanned_at the pass's start; releases the lease. A generation-start
+-- pass (pass_from null) instead begins a new generation at p_start_through, the newest event's
+-- created (0 when the account has none), which voids every verification of the old one.
+create function internal.finish_stripe_event_scan(
+  p_account text,
+  p_owner text,
+  p_start_through bigint default null
+) returns bigint
 language plpgsql security definer
 set search_path = ''
 as $$
@@ -234,6 +231,20 @@ declare
   through bigint;
 begin
   s := internal.stripe_event_scan_held(p_account, p_owner);
+  if s.pass_from is null then
+    if p_start_through is null or p_start_through < 0 then
+      raise exception 'a new generation needs start_through (the newest event''s created, or 0)'
+        using errcode = 'invalid_parameter_value', column = 'start_through';
+    end if;
+    through := p_start_through;
+    update internal.stripe_event_cursor x
+    set generation = x.generation + 1, complete_through = through,
+      scanned_at = s.pass_started_at, completed_passes = x.completed_passes + 1,
+      pass_started_at = null, pass_from = null, pass_cursor = null, pass_high = null,
+      lease_owner = null, lease_expires_at = null
+    where x.account = p_account;
+    return through;
+  end if;
   through := greatest(s.complete_through, s.pass_high, s.pass_from);
   update internal.stripe_event_cursor x
   set complete_through = through,
@@ -353,7 +364,7 @@ revoke all on function
     timestamptz),
   internal.stripe_event_scan_held(text, text),
   internal.record_stripe_event_page(text, text, jsonb, bigint, text, interval, timestamptz),
-  internal.finish_stripe_event_scan(text, text),
+  internal.finish_stripe_event_scan(text, text, bigint),
   internal.release_stripe_event_scan(text, text, boolean),
   internal.record_invoice_verification(text, text, bigint, text, text, text, boolean, bigint,
     bigint, text[]),
@@ -364,7 +375,7 @@ grant execute on function
   internal.take_stripe_event_scan(text, text, timestamptz, interval, interval, integer,
     timestamptz),
   internal.record_stripe_event_page(text, text, jsonb, bigint, text, interval, timestamptz),
-  internal.finish_stripe_event_scan(text, text),
+  internal.finish_stripe_event_scan(text, text, bigint),
   internal.release_stripe_event_scan(text, text, boolean),
   internal.record_invoice_verification(text, text, bigint, text, text, text, boolean, bigint,
     bigint, text[]),

@@ -4,7 +4,7 @@
 -- writes' events do not void it), a cursor idle past Stripe's event retention restarts and
 -- voids what it vouched for, and only service_role may touch any of it.
 begin;
-select plan(32);
+select plan(36);
 select tests.create_user('q260@example.com') as q260_user \gset
 
 select has_table('internal', 'stripe_event_cursor', 'stripe_event_cursor exists');
@@ -58,10 +58,14 @@ reset role;
 select tests.authenticate_as_service_role();
 select is((select count(*)::int from internal.stripe_event_position('acct_260')), 0,
   'no position before the cursor starts');
-select is((select outcome from internal.take_stripe_event_scan('acct_260', 'w1',
-    '2031-01-01 00:00+00', interval '15 minutes', interval '60 seconds', 300,
-    '2031-01-01 00:00:10+00')), 'fresh',
-  'a new cursor starts a generation at once, with nothing to read');
+select results_eq($$ select outcome, pass_from from internal.take_stripe_event_scan('acct_260',
+    'w1', '2031-01-01 00:00+00', interval '15 minutes', interval '60 seconds', 300,
+    '2031-01-01 00:00:10+00') $$, $$ values ('leased'::text, null::bigint) $$,
+  'a new cursor is leased to start a generation (no bound: only the newest event is read)');
+select throws_ok($$ select internal.finish_stripe_event_scan('acct_260', 'w1') $$, '22023', null,
+  'a generation cannot start without where Stripe''s clock stands');
+select is(internal.finish_stripe_event_scan('acct_260', 'w1', 1924992000), 1924992000::bigint,
+  'the generation starts at the newest event''s created');
 select results_eq($$ select generation, seen_seq from internal.stripe_event_position('acct_260') $$,
   $$ values (1::bigint, 0::bigint) $$, 'generation 1, nothing recorded');
 
@@ -82,8 +86,8 @@ select throws_ok($$ select internal.record_invoice_verification('acct_260', 'fin
 select results_eq($$ select outcome, pass_from from internal.take_stripe_event_scan('acct_260',
     'w1', '2031-01-01 00:30+00', interval '15 minutes', interval '60 seconds', 300,
     '2031-01-01 00:30:00+00') $$,
-  $$ values ('leased'::text, 1924991710::bigint) $$,
-  'a pass reads from the watermark (when the generation started) less 300 s');
+  $$ values ('leased'::text, 1924991700::bigint) $$,
+  'a pass reads from the watermark (where the generation started) less 300 s');
 select is((select outcome from internal.take_stripe_event_scan('acct_260', 'w2',
     '2031-01-01 00:30+00', interval '15 minutes', interval '60 seconds', 300,
     '2031-01-01 00:30:01+00')), 'busy', 'a second worker finds it busy');
@@ -132,9 +136,14 @@ select internal.record_invoice_verification('acct_260', 'final', 1, 'in_260a', '
   (select seen_seq from internal.stripe_event_position('acct_260')), array[]::text[]);
 select ok(internal.invoice_verification_holds('acct_260', 'final', 1, 'in_260a', 'cus_260',
   repeat('a', 64)), 're-verified after the edit, it holds');
-select is((select outcome from internal.take_stripe_event_scan('acct_260', 'w3',
-    '2031-02-15 00:00+00', interval '15 minutes', interval '60 seconds', 300,
-    '2031-02-15 00:00:00+00')), 'fresh', 'an idle cursor restarts without a read');
+select results_eq($$ select outcome, pass_from from internal.take_stripe_event_scan('acct_260',
+    'w3', '2031-02-15 00:00+00', interval '15 minutes', interval '60 seconds', 300,
+    '2031-02-15 00:00:00+00') $$, $$ values ('leased'::text, null::bigint) $$,
+  'a cursor idle past the retention starts a new generation');
+select ok(internal.invoice_verification_holds('acct_260', 'final', 1, 'in_260a', 'cus_260',
+  repeat('a', 64)), 'until that generation starts, the old one stands (nothing trusts it: stale)');
+select is(internal.finish_stripe_event_scan('acct_260', 'w3', 1928879990), 1928879990::bigint,
+  'the new generation starts');
 select ok(not internal.invoice_verification_holds('acct_260', 'final', 1, 'in_260a', 'cus_260',
   repeat('a', 64)), 'and what the old generation vouched for no longer holds');
 

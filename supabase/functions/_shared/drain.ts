@@ -8,6 +8,7 @@ import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
 import { IndexGate, type ItemContext, learn } from "./knowledge.ts";
 import { stripeAccountOf } from "./engine.ts";
+import { SharedRequestBudget, stripeModeOf } from "./rate_budget.ts";
 import { EventFeedGate, eventPosition, recordVerification, wantedHash } from "./verification.ts";
 import { ItemLease } from "./lease.ts";
 import { classify, decide } from "./planner.ts";
@@ -262,18 +263,43 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
 /** Stripe's Search limit for the account (all Search endpoints together). */
 const SEARCH_RATE_PER_SECOND = 20;
 
+/** The shared request and Search budgets of the deps' Stripe account and mode. */
+function sharedBudgets(
+  deps: EngineDeps,
+  run: { options: { rate_per_second: number } },
+  search: number,
+) {
+  const bucket = `${stripeAccountOf(deps)}:${stripeModeOf(deps.stripe)}`;
+  const o = deps.rateBudget ?? {};
+  return {
+    budget: new SharedRequestBudget(
+      deps.sql,
+      bucket,
+      o.ratePerSecond ?? run.options.rate_per_second,
+      o.burst ?? 1,
+    ),
+    searchBudget: new SharedRequestBudget(deps.sql, `${bucket}:search`, search, 1),
+  };
+}
+
 /** Drains a run until it is empty or the budget is spent; items not started go back. */
 export async function drainRun(
-  deps: EngineDeps,
+  engineDeps: EngineDeps,
   runId: string,
   options: { budgetMs: number; batchSize?: number },
 ): Promise<DrainResult> {
+  let deps = engineDeps;
   const started = performance.now();
   const run = await loadRun(deps.sql, runId);
   if (!run) throw new Error(`run ${runId} does not exist`);
   let stats = emptyStats();
   let processed = 0;
   const spent = () => performance.now() - started >= options.budgetMs;
+  const searchRate = deps.callerOptions?.searchRatePerSecond ?? SEARCH_RATE_PER_SECOND;
+  // The account's budget is shared through Postgres by every worker of every run and process;
+  // without it (turned off) each worker takes an equal share of the run's rate.
+  const shared = deps.rateBudget?.enabled === false ? null : sharedBudgets(deps, run, searchRate);
+  deps = shared ? { ...deps, callerOptions: { ...deps.callerOptions, ...shared } } : deps;
   const index = new IndexGate(deps, run, spent);
   const events = new EventFeedGate(
     deps,
@@ -287,14 +313,13 @@ export async function drainRun(
     ...deps.callerOptions,
     ratePerSecond: run.options.rate_per_second,
   });
-  const searchRate = deps.callerOptions?.searchRatePerSecond ?? SEARCH_RATE_PER_SECOND;
   const installation = await installationId(deps.sql);
   try {
     outer: while (!spent()) {
       const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
       if (claims.length === 0) break;
       // The limits are the account's: each live worker takes an equal share of both.
-      const workers = Math.max(1, claims[0].active_workers);
+      const workers = shared ? 1 : Math.max(1, claims[0].active_workers);
       caller.setShare(run.options.rate_per_second / workers, searchRate / workers);
       const ic: ItemContext = {
         deps,

@@ -23,6 +23,8 @@ export interface EngineDeps {
   invoiceIndex?: InvoiceIndexOptions;
   /** The Events API cursor that lets reruns skip retrieves; `enabled: false` retrieves all. */
   eventFeed?: EventFeedOptions;
+  /** The account's request budget shared through Postgres; `enabled: false` shares per run. */
+  rateBudget?: { enabled?: boolean; ratePerSecond?: number; burst?: number };
 }
 
 /** How the drain reads Stripe's Events API to vouch for verified drafts. */

@@ -212,9 +212,17 @@ export async function refreshEventCursor(
         ${`${o.maxAgeSeconds ?? 900} seconds`}::interval, ${lease}::interval,
         ${o.skewSeconds ?? 300})`;
     if (t.outcome !== "leased") return { state: t.outcome, pages };
-    const from = Number(t.pass_from);
     let cursor = t.pass_cursor ?? undefined;
     try {
+      if (t.pass_from === null) {
+        // A new generation: only where Stripe's clock stands (its newest event) is needed.
+        const newest = await deps.caller.call("GET /v1/events", (s) => s.events.list({ limit: 1 }));
+        pages++;
+        await deps.sql`select internal.finish_stripe_event_scan(${o.account}, ${o.owner},
+          ${newest.data[0]?.created ?? 0})`;
+        return { state: "fresh", pages };
+      }
+      const from = Number(t.pass_from);
       for (;;) {
         if (o.outOfTime?.()) {
           await deps.sql`select internal.release_stripe_event_scan(${o.account}, ${o.owner}, true)`;
