@@ -1,4 +1,5 @@
 /** What every command needs: the database, Stripe, who is acting, and how to print. */
+import { accountBudget } from "../supabase/functions/_shared/rate_budget.ts";
 import {
   createDb,
   dbUrlFromEnv,
@@ -71,9 +72,12 @@ export function createContext(env: Env, options: { json: boolean }): CliContext 
   const stripeRate = positiveNumber(env, "STRIPE_RATE_LIMIT", live ? 90 : 22);
   const searchRate = positiveNumber(env, "STRIPE_SEARCH_RATE_LIMIT", 18);
   const sql = createDb(dbUrl, { max: 8, applicationName: "billing-cli" });
-  const caller = new StripeCaller(createStripe(config), {
+  const client = createStripe(config);
+  const caller = new StripeCaller(client, {
     ratePerSecond: stripeRate,
     searchRatePerSecond: searchRate,
+    // The account's budget is shared with publishing runs and the dashboard.
+    budget: accountBudget(sql, client, env),
   });
   const say = options.json ? (line = "") => console.error(line) : (line = "") => console.log(line);
   if (note) console.error(note);
