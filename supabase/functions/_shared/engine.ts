@@ -30,7 +30,7 @@ export interface EngineDeps {
 /** How the drain reads Stripe's Events API to vouch for verified drafts. */
 export interface EventFeedOptions {
   enabled?: boolean;
-  /** How long to wait for another worker's pass before retrieving per bill (default 30 s). */
+  /** How long to wait for another worker's pass before retrieving per bill (default 60 s). */
   waitMs?: number;
   /** The log is read again during a run when older than this (default 15 min). */
   maxAgeSeconds?: number;

@@ -14,7 +14,12 @@ import type { Bill, InvoiceSnapshot, PlanContext } from "./plan_types.ts";
 import { isRetryableStripeError, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
 
-/** Events that can change a stored invoice, its lines or its customer (Stripe allows 20). */
+/**
+ * Events that can change a stored invoice, its lines or its customer (Stripe allows 20).
+ * `invoiceitem.created` is left out: our own `add_lines` emit one per line (most of a month's
+ * events), and a line added by hand changes the invoice's total, which `invoice.updated`
+ * reports; only a zero-amount line added by hand goes unnoticed until the draft is next read.
+ */
 export const WATCHED_EVENT_TYPES = [
   "invoice.updated",
   "invoice.deleted",
@@ -27,7 +32,6 @@ export const WATCHED_EVENT_TYPES = [
   "invoice.payment_action_required",
   "invoice.marked_uncollectible",
   "invoice.sent",
-  "invoiceitem.created",
   "invoiceitem.updated",
   "invoiceitem.deleted",
   "customer.updated",
@@ -291,7 +295,7 @@ export class EventFeedGate {
     const o = this.deps.eventFeed ?? {};
     if (o.enabled === false) return false;
     if (performance.now() < this.until) return this.ready;
-    const waitUntil = performance.now() + (o.waitMs ?? 30_000);
+    const waitUntil = performance.now() + (o.waitMs ?? 60_000);
     for (;;) {
       const r = await refreshEventCursor({ sql: this.deps.sql, caller: this.caller }, {
         account: this.account,
