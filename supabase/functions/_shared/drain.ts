@@ -316,6 +316,8 @@ export async function drainRun(
   const installation = await installationId(deps.sql);
   try {
     outer: while (!spent()) {
+      // Holding no item's lease: a good moment to read the account's recent events.
+      await events.keepUp();
       const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
       if (claims.length === 0) break;
       // The limits are the account's: each live worker takes an equal share of both.

@@ -34,6 +34,8 @@ export interface EventFeedOptions {
   waitMs?: number;
   /** The log is read again during a run when older than this (default 15 min). */
   maxAgeSeconds?: number;
+  /** Between batches a worker reads the log if nobody did for this long (default 20 s). */
+  keepUpSeconds?: number;
 }
 
 /** How the drain uses the account-wide invoice index. */

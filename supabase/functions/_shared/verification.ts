@@ -287,6 +287,29 @@ export class EventFeedGate {
     private readonly outOfTime: () => boolean,
   ) {}
 
+  private lastKeepUp = Number.NEGATIVE_INFINITY;
+
+  /**
+   * Reads the log if no pass started in the last `keepUpSeconds` (default 20) and nobody else is
+   * reading: between batches, so a run reads its own writes' events as it goes and the next
+   * run's read is short. Never waits for another worker.
+   */
+  async keepUp(): Promise<void> {
+    const o = this.deps.eventFeed ?? {};
+    if (o.enabled === false) return;
+    const everyMs = (o.keepUpSeconds ?? 20) * 1000;
+    if (performance.now() - this.lastKeepUp < everyMs) return;
+    this.lastKeepUp = performance.now();
+    const r = await refreshEventCursor({ sql: this.deps.sql, caller: this.caller }, {
+      account: this.account,
+      owner: this.deps.worker,
+      freshAfter: new Date(Date.now() - everyMs).toISOString(),
+      maxAgeSeconds: everyMs / 1000,
+      outOfTime: this.outOfTime,
+    });
+    if (r.state === "failed") console.warn(`event cursor read failed: ${String(r.error)}`);
+  }
+
   get enabled(): boolean {
     return this.deps.eventFeed?.enabled !== false;
   }
