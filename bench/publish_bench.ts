@@ -102,6 +102,13 @@ async function main(): Promise<void> {
   log(`stripe emulator (own process) at ${emu.url}`);
   const sql = cluster.pool(WORKERS + 6, "bench-publish");
   const stripe = emulatorStripe(emu.port);
+  // The engine's clock follows the emulator's (due dates must be in Stripe's future).
+  let clockAheadMs = 0;
+  const advanceClock = async (seconds: number) => {
+    await emu.control.advanceClock(seconds);
+    clockAheadMs += seconds * 1000;
+  };
+  const engineNow = () => new Date(Date.now() + clockAheadMs);
   const results: ScenarioFigures[] = [];
   const started = new Date();
   try {
@@ -113,7 +120,7 @@ async function main(): Promise<void> {
     const m1Manual = await makeManualBills(sql, indexed.filter((t) => t.index % 10 === 5), M1);
     await seedBrownfield(emu.control, indexed, m1Final, m1Manual);
     // The old automation made them months ago (visible to Search, older than any scan window).
-    await emu.control.advanceClock(60 * 86_400);
+    await advanceClock(60 * 86_400);
     log(`seeded ${N} tenants in ${round((performance.now() - t0) / 1000)} s`);
 
     // Realistic conditions from here on.
@@ -138,17 +145,14 @@ async function main(): Promise<void> {
       const before = await snapshotIds(sql, opts.tenants ?? null);
       await emu.control.resetCalls();
       log(`${name}: publishing ${month} with ${opts.workers ?? WORKERS} workers`);
-      // The engine's clock follows the emulator's (moved forward between months), as real
-      // Stripe's and the engine's are one: due dates are in the future to both.
-      const { offsetSeconds } = await emu.control.clock();
       const run = await runMonth({
         sql,
         stripe,
-        now: () => new Date(Date.now() + offsetSeconds * 1000),
         month,
         tenants: opts.tenants ?? null,
         workers: opts.workers ?? WORKERS,
         batchSize: opts.batch ?? BATCH,
+        now: engineNow,
         options: { rate_per_second: Math.min(100, LIMITS.rate), ...opts.options },
         // Bench-only what-if: each worker's caller gets 1/W of the Search budget (the engine
         // gives every caller the whole 20/s, so W workers can ask for W × 20/s).
@@ -179,7 +183,7 @@ async function main(): Promise<void> {
       await makeManualBills(sql, indexed.filter((t) => t.index % 10 === 5), M2);
     }
     // A month passes between the first run and the next month's (emulator clock).
-    if (SCENARIOS.includes("brownfield")) await emu.control.advanceClock(30 * 86_400);
+    if (SCENARIOS.includes("brownfield")) await advanceClock(30 * 86_400);
     if (SCENARIOS.includes("steady")) await scenario("steady", M2);
     if (SCENARIOS.includes("rerun")) await scenario("rerun", M2);
     if (SCENARIOS.includes("edited")) {
@@ -192,7 +196,7 @@ async function main(): Promise<void> {
       // what every later month costs.
       await makeFinalBills(sql, indexed, M3);
       await makeManualBills(sql, indexed.filter((t) => t.index % 10 === 5), M3);
-      await emu.control.advanceClock(30 * 86_400);
+      await advanceClock(30 * 86_400);
       await scenario("steady-next", M3);
     }
     if (SCENARIOS.includes("impossible")) {
@@ -314,7 +318,9 @@ async function seedBrownfield(
       const month = addMonths(b.dateStart.slice(0, 7), -back);
       const [y, m] = month.split("-").map(Number);
       const end = new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+      // An older month's lines, and the subtotal they add up to (not this month's).
       const lineItems = usageLines(b.index, back);
+      const subtotal = lineItems.reduce((s, l) => s + l.subtotal, 0);
       jobs.push(() =>
         invoiceFor(control, cus, {
           ...b,
@@ -322,7 +328,7 @@ async function seedBrownfield(
           dateStart: `${month}-01`,
           dateEnd: end,
           lineItems,
-          subtotal: lineItems.reduce((t, l) => t + l.subtotal, 0),
+          subtotal,
         }, { status: "paid" })
       );
     }

@@ -5,6 +5,7 @@
  * a banner naming the database and the account/mode.
  */
 import { createDb, dbUrlFromEnv, type Sql } from "../supabase/functions/_shared/db.ts";
+import { accountBudget } from "../supabase/functions/_shared/rate_budget.ts";
 import { StripeCaller } from "../supabase/functions/_shared/stripe_calls.ts";
 import {
   createStripe,
@@ -202,9 +203,12 @@ export async function openContext(
   try {
     if (stripe) {
       if (stripe.note) console.error(stripe.note);
-      caller = new StripeCaller(createStripe(stripe.config), {
+      const client = createStripe(stripe.config);
+      caller = new StripeCaller(client, {
         ratePerSecond: stripeRate,
         searchRatePerSecond: searchRate,
+        // The account's budget is shared with publishing runs and the dashboard.
+        budget: accountBudget(sql, client, Deno.env),
       });
       try {
         account = await retrieveStripeAccount(caller.stripe, live);

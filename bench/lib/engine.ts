@@ -1,7 +1,7 @@
 /**
  * Drives the publish engine in-process as the CLI and the function do: enqueue a month's run,
- * then drain it with W concurrent workers (each its own lease owner, sharing the run's rate
- * budget through the engine's active-worker share), until nothing is pending.
+ * then drain it with W concurrent workers (each its own lease owner, all reserving from the
+ * account's shared request budget in Postgres), until nothing is pending.
  */
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
 import { drainRun } from "../../supabase/functions/_shared/publish.ts";
@@ -23,13 +23,13 @@ export interface RunInput {
   batchSize?: number;
   options?: Partial<RunOptions>;
   callerOptions?: Omit<StripeCallerOptions, "ratePerSecond">;
+  /** The engine's clock (the bench moves the emulator's ahead). */
+  now?: () => Date;
   /** Continue this run instead of enqueuing one. */
   runId?: string;
   /** Stop draining after this long (the run is then reported as it stands). */
   budgetMs?: number;
   workerPrefix?: string;
-  /** The engine's clock (due dates): the emulator's, when a bench has moved it forward. */
-  now?: () => Date;
 }
 
 export interface RunCounters {
@@ -78,7 +78,7 @@ export async function runMonth(input: RunInput): Promise<RunOutcome> {
             stripe: input.stripe,
             worker: `${prefix}-w${w}-r${round}`,
             callerOptions: input.callerOptions,
-            ...(input.now ? { now: input.now } : {}),
+            now: input.now,
           },
           runId,
           { budgetMs: left, batchSize: input.batchSize ?? 10 },

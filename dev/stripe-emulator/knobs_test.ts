@@ -992,3 +992,30 @@ emulatorTest("keys: live and restricted keys; livemode follows the key's mode", 
   assert.equal(bad.statusCode, 401);
   assert.ok(!bad.message.includes("emulator"), "the key is not echoed");
 });
+
+emulatorTest(
+  "line edits emit invoiceitem.updated, even when the invoice total stays",
+  async (t) => {
+    const c = await t.stripe.customers.create({ name: "line-edits" });
+    const inv = await t.stripe.invoices.create({ customer: c.id, auto_advance: false });
+    const withLines = await t.stripe.invoices.addLines(inv.id!, {
+      lines: [{ amount: 500, description: "a" }, { amount: 700, description: "b" }],
+    });
+    const [first, second] = withLines.lines.data;
+    const itemOf = (l: Stripe.InvoiceLineItem) => l.parent!.invoice_item_details!.invoice_item!;
+    // Three ways to edit an item: the item itself, one line, several lines.
+    await t.stripe.invoiceItems.update(itemOf(first), { description: "a, renamed" });
+    await t.stripe.invoices.updateLineItem(inv.id!, first.id, { description: "a, again" });
+    await t.stripe.invoices.updateLines(inv.id!, {
+      lines: [{ id: second.id, description: "b, renamed" }],
+    });
+    const updated = await t.stripe.events.list({ type: "invoiceitem.updated", limit: 10 });
+    const items = updated.data.map((e) => (e.data.object as Stripe.InvoiceItem).id).reverse();
+    assert.deepEqual(items, [itemOf(first), itemOf(first), itemOf(second)]);
+    assert.ok(
+      updated.data.every((e) => (e.data.object as Stripe.InvoiceItem).invoice === inv.id),
+      "each names its invoice",
+    );
+    assert.equal((await t.stripe.invoices.retrieve(inv.id!)).total, 1200);
+  },
+);

@@ -329,6 +329,7 @@ function updateLines(emu: Emulator, inv: InvoiceRecord, p: Params, request: Requ
     for (const { item, copy } of updates) Object.assign(item, copy);
     inv.metadata = applyMetadata(inv.metadata, metadata, "invoice_metadata");
   });
+  for (const { item } of updates) emu.emit("invoiceitem.updated", renderInvoiceItem(item), request);
   for (const { price } of updates) commitProduct(emu, price, request);
 }
 
@@ -486,6 +487,7 @@ export function registerLineRoutes(r: Router): void {
     requireDraft(inv, "update lines");
     const { copy, price } = updateLineCopy(emu, params, item);
     withInvoiceUpdate(emu, inv, request, () => Object.assign(item, copy));
+    emu.emit("invoiceitem.updated", renderInvoiceItem(item), request);
     commitProduct(emu, price, request);
     return expandAll(params.expand(), renderLine(item), emu);
   });
@@ -515,6 +517,8 @@ export function registerLineRoutes(r: Router): void {
     applyDescriptive(params, copy);
     if (inv) withInvoiceUpdate(emu, inv, request, () => Object.assign(item, copy));
     else Object.assign(item, copy);
+    // Stripe sends this for every item edit, whether or not the invoice's total moved.
+    emu.emit("invoiceitem.updated", renderInvoiceItem(item), request);
     commitProduct(emu, price, request);
     return expandAll(params.expand(), renderInvoiceItem(item), emu);
   });

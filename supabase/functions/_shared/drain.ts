@@ -8,6 +8,9 @@ import type { EngineDeps } from "./engine.ts";
 import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
 import { IndexGate, type ItemContext, learn } from "./knowledge.ts";
+import { stripeAccountOf } from "./engine.ts";
+import { SharedRequestBudget, stripeModeOf } from "./rate_budget.ts";
+import { EventFeedGate, eventPosition, recordVerification, wantedHash } from "./verification.ts";
 import { ItemLease } from "./lease.ts";
 import { classify, decide } from "./planner.ts";
 import type { Action, PlanContext } from "./plan_types.ts";
@@ -99,6 +102,11 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
   const beforeScan = ic.index.caller.stats();
   let plan: Action | null = null;
   const notes: string[] = [];
+  let verifyAfter: {
+    position: { generation: number; seenSeq: number };
+    customerId: string | null;
+    watchCustomerUpdates: boolean;
+  } | null = null;
   // An index scan this item triggered is charged to it.
   const complete = (c: Omit<Parameters<typeof completeItem>[3], "stripeCalls" | "plan">) =>
     completeItem(deps.sql, claim, deps.worker, {
@@ -151,6 +159,13 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       // Skippable, nothing stored and never created: nothing in Stripe to look at.
       plan = c.skip;
     } else {
+      // Where the change log stands before this item reads Stripe: a verification recorded
+      // below is void if anything is recorded later (but for its own writes' events).
+      // It needs no fresh read of the log: later reads record whatever happens from now on.
+      const position = run.options.dry_run || !ic.events.enabled
+        ? null
+        : await eventPosition(deps.sql, ic.events.account) ??
+          (await ic.events.isReady() ? await eventPosition(deps.sql, ic.events.account) : null);
       const learned = await learn(
         ic,
         bill,
@@ -160,6 +175,13 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       );
       notes.push(...learned.notes);
       plan = decide(bill, learned.knowledge, ctx);
+      if (position && !learned.verified) {
+        verifyAfter = {
+          position,
+          customerId: learned.knowledge.customerId,
+          watchCustomerUpdates: c.kind === "needs_stripe" && c.needsPaymentMethod,
+        };
+      }
     }
     const detail = [describe(plan), ...notes].join("; ");
     if (run.options.dry_run) {
@@ -174,6 +196,7 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       });
       return;
     }
+    const sentKeys: string[] = [];
     const result = await execute({
       sql: deps.sql,
       caller,
@@ -182,7 +205,26 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
       worker: deps.worker,
       now,
       lease,
+      sentKeys,
     }, plan);
+    // The draft is now what the bill wants, checked against Stripe's answer: remember that.
+    if (
+      verifyAfter && verifyAfter.customerId && result.invoiceId &&
+      (plan.kind === "create" || plan.kind === "update") &&
+      ["created", "updated", "unchanged", "replaced"].includes(result.outcome)
+    ) {
+      await lease.ensure();
+      await recordVerification(deps.sql, {
+        account: ic.events.account,
+        bill,
+        invoiceId: result.invoiceId,
+        customerId: verifyAfter.customerId,
+        hash: await wantedHash(bill, ctx, verifyAfter.customerId),
+        watchCustomerUpdates: verifyAfter.watchCustomerUpdates,
+        position: verifyAfter.position,
+        ownKeys: sentKeys,
+      });
+    }
     await complete({
       outcome: result.outcome,
       action: plan.kind,
@@ -221,34 +263,75 @@ async function processItem(ic: ItemContext, claim: Claim): Promise<void> {
 /** Stripe's Search limit for the account (all Search endpoints together). */
 const SEARCH_RATE_PER_SECOND = 20;
 
+/** The shared request and Search budgets of the deps' Stripe account and mode. */
+function sharedBudgets(
+  deps: EngineDeps,
+  run: { options: { rate_per_second: number } },
+  search: number,
+) {
+  const bucket = `${stripeAccountOf(deps)}:${stripeModeOf(deps.stripe)}`;
+  const o = deps.rateBudget ?? {};
+  return {
+    budget: new SharedRequestBudget(
+      deps.sql,
+      bucket,
+      o.ratePerSecond ?? run.options.rate_per_second,
+      o.burst ?? 1,
+    ),
+    searchBudget: new SharedRequestBudget(deps.sql, `${bucket}:search`, search, 1),
+  };
+}
+
 /** Drains a run until it is empty or the budget is spent; items not started go back. */
 export async function drainRun(
-  deps: EngineDeps,
+  engineDeps: EngineDeps,
   runId: string,
   options: { budgetMs: number; batchSize?: number },
 ): Promise<DrainResult> {
+  let deps = engineDeps;
   const started = performance.now();
   const run = await loadRun(deps.sql, runId);
   if (!run) throw new Error(`run ${runId} does not exist`);
   let stats = emptyStats();
   let processed = 0;
   const spent = () => performance.now() - started >= options.budgetMs;
+  const searchRate = deps.callerOptions?.searchRatePerSecond ?? SEARCH_RATE_PER_SECOND;
+  // The account's budget is shared through Postgres by every worker of every run and process;
+  // without it (turned off) each worker takes an equal share of the run's rate.
+  const shared = deps.rateBudget?.enabled === false ? null : sharedBudgets(deps, run, searchRate);
+  deps = shared ? { ...deps, callerOptions: { ...deps.callerOptions, ...shared } } : deps;
   const index = new IndexGate(deps, run, spent);
+  const events = new EventFeedGate(
+    deps,
+    run.created_at,
+    index.caller,
+    stripeAccountOf(deps),
+    spent,
+  );
   // One caller for the whole drain, so a slowdown after 429s is not forgotten between batches.
   const caller = new StripeCaller(deps.stripe, {
     ...deps.callerOptions,
     ratePerSecond: run.options.rate_per_second,
   });
-  const searchRate = deps.callerOptions?.searchRatePerSecond ?? SEARCH_RATE_PER_SECOND;
   const installation = await installationId(deps.sql);
   try {
     outer: while (!spent()) {
+      // Holding no item's lease: a good moment to read the account's recent events.
+      await events.keepUp();
       const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
       if (claims.length === 0) break;
       // The limits are the account's: each live worker takes an equal share of both.
-      const workers = Math.max(1, claims[0].active_workers);
+      const workers = shared ? 1 : Math.max(1, claims[0].active_workers);
       caller.setShare(run.options.rate_per_second / workers, searchRate / workers);
-      const ic: ItemContext = { deps, run, caller, lists: new Map(), index, installation };
+      const ic: ItemContext = {
+        deps,
+        run,
+        caller,
+        lists: new Map(),
+        index,
+        events,
+        installation,
+      };
       for (let i = 0; i < claims.length; i++) {
         if (spent()) {
           await releaseItems(deps.sql, runId, deps.worker, claims.slice(i).map((c) => c.item_no));

@@ -21,6 +21,21 @@ export interface EngineDeps {
   stripeAccount?: string;
   /** Invoice index tuning (tests shorten waits); `enabled: false` always lists per customer. */
   invoiceIndex?: InvoiceIndexOptions;
+  /** The Events API cursor that lets reruns skip retrieves; `enabled: false` retrieves all. */
+  eventFeed?: EventFeedOptions;
+  /** The account's request budget shared through Postgres; `enabled: false` shares per run. */
+  rateBudget?: { enabled?: boolean; ratePerSecond?: number; burst?: number };
+}
+
+/** How the drain reads Stripe's Events API to vouch for verified drafts. */
+export interface EventFeedOptions {
+  enabled?: boolean;
+  /** How long to wait for another worker's pass before retrieving per bill (default 60 s). */
+  waitMs?: number;
+  /** The log is read again during a run when older than this (default 15 min). */
+  maxAgeSeconds?: number;
+  /** Between batches a worker reads the log if nobody did for this long (default 20 s). */
+  keepUpSeconds?: number;
 }
 
 /** How the drain uses the account-wide invoice index. */

@@ -21,6 +21,8 @@ export interface ExecDeps {
   worker: string;
   now: () => Date;
   lease: ItemLease;
+  /** Every idempotency key sent (their events are this item's own, not someone's edit). */
+  sentKeys?: string[];
 }
 
 /** What an action came to. */
@@ -76,6 +78,7 @@ export function send<T>(
   fn: (stripe: Stripe, o: Stripe.RequestOptions) => Promise<T>,
   idempotencyKey?: string,
 ): Promise<T> {
+  if (idempotencyKey) d.sentKeys?.push(idempotencyKey);
   return d.lease.during(() =>
     d.caller.call(endpoint, fn, { idempotencyKey, beforeAttempt: () => d.lease.ensure() })
   );

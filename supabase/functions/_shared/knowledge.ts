@@ -28,6 +28,12 @@ import type { RunRow } from "./runs.ts";
 import { StripeCaller } from "./stripe_calls.ts";
 import { describeStripeError } from "./stripe_errors.ts";
 import type { Stripe } from "./stripe_client.ts";
+import {
+  type EventFeedGate,
+  verificationHolds,
+  verifiedDraft,
+  wantedHash,
+} from "./verification.ts";
 
 const LEASE_LOST = "55P03";
 
@@ -44,6 +50,7 @@ export interface ItemContext {
   /** Customer invoice lists read in this batch. */
   lists: Map<string, Awaited<ReturnType<typeof listCustomerInvoices>>>;
   index: IndexGate;
+  events: EventFeedGate;
   installation: string;
 }
 
@@ -116,7 +123,7 @@ export async function learn(
   needsPaymentMethod: boolean,
   /** The bill will be skipped: only its stored invoice matters (no customer is resolved). */
   storedInvoiceOnly = false,
-): Promise<{ knowledge: StripeKnowledge; notes: string[] }> {
+): Promise<{ knowledge: StripeKnowledge; notes: string[]; verified?: boolean }> {
   const { deps, run, caller } = ic;
   const now = deps.now ?? (() => new Date());
   const notes: string[] = [];
@@ -159,6 +166,40 @@ export async function learn(
   }
   if (tenantCustomerId && await customerDeletedLocally(deps.sql, tenantCustomerId)) {
     return { knowledge: withHistory({ ...base, customerDeleted: true }), notes };
+  }
+  // Verified since, and no event says anyone touched the draft (or its customer): no retrieve.
+  if (
+    bill.storedInvoiceId && tenantCustomerId && !run.options.recreate_existing &&
+    history.replacementStartedFor === null && await ic.events.isReady()
+  ) {
+    const ctx = {
+      now: now(),
+      usageCollectionMethod: run.options.usage_collection_method,
+      installation: ic.installation,
+    };
+    const hash = await wantedHash(bill, ctx, tenantCustomerId);
+    if (
+      await verificationHolds(
+        deps.sql,
+        ic.events.account,
+        bill,
+        bill.storedInvoiceId,
+        tenantCustomerId,
+        hash,
+      )
+    ) {
+      const draft = verifiedDraft(bill, ctx, bill.storedInvoiceId, tenantCustomerId);
+      notes.push("verified earlier; no Stripe event since");
+      return {
+        knowledge: withHistory({
+          ...base,
+          hasDefaultPaymentMethod: needsPaymentMethod ? true : null,
+          invoice: { via: "stored", invoice: draft },
+        }),
+        notes,
+        verified: true,
+      };
+    }
   }
   if (needsPaymentMethod) {
     // Only no-data usage bills need this: one customer retrieve (no stored customer = none).

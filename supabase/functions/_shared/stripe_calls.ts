@@ -3,6 +3,7 @@
  * belongs to the Stripe account, so each worker takes its share), backoff on 429, 5xx and lost
  * connections, and counts per endpoint so runs and benchmarks can report what they cost.
  */
+import type { RequestBudget } from "./rate_budget.ts";
 import type { Stripe } from "./stripe_client.ts";
 import { tagStripeEndpoint } from "./stripe_errors.ts";
 
@@ -33,6 +34,13 @@ export interface StripeCallerOptions {
   /** First backoff delay; doubles per attempt up to maxDelayMs, with jitter. */
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /**
+   * The account's shared budget (every process calling the account reserves from it); the
+   * local limiter then only keeps this caller's slowdown after 429s.
+   */
+  budget?: RequestBudget;
+  /** The same for Search (its own limit). */
+  searchBudget?: RequestBudget;
   /** Injectable clock and sleep, for tests. */
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -218,7 +226,7 @@ export class StripeCaller {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
 
-  constructor(readonly stripe: Stripe, options: StripeCallerOptions = {}) {
+  constructor(readonly stripe: Stripe, private readonly options: StripeCallerOptions = {}) {
     const now = options.now ?? (() => performance.now());
     this.sleep = options.sleep ?? defaultSleep;
     this.random = options.random ?? Math.random;
@@ -254,6 +262,8 @@ export class StripeCaller {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       if (isSearch) await this.searchBucket.take();
       await this.global.take();
+      if (isSearch) await this.options.searchBudget?.reserve();
+      await this.options.budget?.reserve();
       if (options.beforeAttempt) await options.beforeAttempt();
       this.counts.total++;
       this.counts.byEndpoint[endpoint] = (this.counts.byEndpoint[endpoint] ?? 0) + 1;

@@ -20,9 +20,17 @@ export interface StripeConfig {
   timeoutMs?: number;
 }
 
+// Which mode each client's key is in (Stripe limits live and test apart); the key is not kept.
+const modes = new WeakMap<Stripe, "live" | "test">();
+
+/** Live or test, from the key the client was made with (test when not made here). */
+export function stripeModeOf(stripe: Stripe): "live" | "test" {
+  return modes.get(stripe) ?? "test";
+}
+
 /** Builds a Stripe client; only host, port and protocol differ between Stripe and the emulator. */
 export function createStripe(config: StripeConfig): Stripe {
-  return new Stripe(config.secretKey, {
+  const stripe = new Stripe(config.secretKey, {
     apiVersion: STRIPE_API_VERSION,
     host: config.host,
     port: config.port,
@@ -32,6 +40,8 @@ export function createStripe(config: StripeConfig): Stripe {
     telemetry: false,
     httpClient: Stripe.createFetchHttpClient(),
   });
+  modes.set(stripe, /^[sr]k_live_/.test(config.secretKey) ? "live" : "test");
+  return stripe;
 }
 
 /** Reads the Stripe connection from the environment (STRIPE_SECRET_KEY, STRIPE_API_BASE). */

@@ -6,6 +6,7 @@
  * authorization is asked of the database as the caller, and the customer comes from the shared
  * resolution, so the dashboard and publishing never create two customers for one tenant.
  */
+import { accountBudget } from "../_shared/rate_budget.ts";
 import { asCaller, requireTenantAdmin } from "../_shared/as_caller.ts";
 import { AuthError, bearerToken, jwtKeysFromEnv, verifyUserJwt } from "../_shared/auth.ts";
 import { resolveCustomer } from "../_shared/customers.ts";
@@ -210,7 +211,11 @@ export function createApp(env: Env): FunctionApp {
   const db = () => sql ??= createDb(dbUrlFromEnv(env), { max: 3, applicationName: "billing" });
   // A person is waiting: fewer retries than a publishing run.
   const stripe = () =>
-    caller ??= new StripeCaller(createStripe(stripeConfigFromEnv(env)), { maxAttempts: 3 });
+    caller ??= (() => {
+      const client = createStripe(stripeConfigFromEnv(env));
+      // The account's budget is shared with publishing runs and the CLI.
+      return new StripeCaller(client, { maxAttempts: 3, budget: accountBudget(db, client, env) });
+    })();
   let guard: AccountGuard | undefined;
   // Start-up check of every invocation that calls Stripe: the key's account is the bound one.
   const checkedStripe = async (): Promise<StripeCaller> => {
