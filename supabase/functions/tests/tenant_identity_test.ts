@@ -4,7 +4,6 @@
 // by hand is noticed.
 import assert from "node:assert/strict";
 import { resolveCustomer } from "../_shared/customers.ts";
-import { customerDeletedInStripe } from "../_shared/customer_liveness.ts";
 import { publish } from "../_shared/publish.ts";
 import { StripeCaller } from "../_shared/stripe_calls.ts";
 import {
@@ -164,13 +163,6 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "customerDeletedInStripe notices a customer deleted by hand, once per run, and records it",
-  ...IO,
-  async fn() {
-    const w = await openWorld();
-    try {
-      const caller = new StripeCaller(w.stripe, { baseDelayMs: 5 });
       const live = await w.stripe.customers.create({ name: uniqueTenant("idlive") });
       const gone = await w.stripe.customers.create({ name: uniqueTenant("idgone") });
       await w.stripe.customers.del(gone.id);
