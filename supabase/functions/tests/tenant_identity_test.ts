@@ -14,7 +14,6 @@ import {
   manualBill,
   openWorld,
   storedInvoice,
-  uniqueTenant,
 } from "./publish_helpers.ts";
 
 Deno.test({
@@ -157,25 +156,6 @@ Deno.test({
       );
       assert.equal(replaceLoss.outcome, "duplicate", JSON.stringify(replaceLoss));
       assert.equal(await storedInvoice(w.sql, "manual", loserBill), previous);
-    } finally {
-      await w.close();
-    }
-  },
-});
-
-      const live = await w.stripe.customers.create({ name: uniqueTenant("idlive") });
-      const gone = await w.stripe.customers.create({ name: uniqueTenant("idgone") });
-      await w.stripe.customers.del(gone.id);
-      const checked = new Map<string, boolean>();
-      const deps = { sql: w.sql, caller };
-      assert.equal(await customerDeletedInStripe(deps, live.id, checked), false);
-      assert.equal(await customerDeletedInStripe(deps, gone.id, checked), true);
-      const before = (await w.emu.control.calls()).length;
-      assert.equal(await customerDeletedInStripe(deps, gone.id, checked), true);
-      assert.equal((await w.emu.control.calls()).length, before, "answered from the run's cache");
-      const rows = await w.sql`select 1 from internal.stripe_deleted_customers
-        where customer_id = ${gone.id}`;
-      assert.equal(rows.length, 1, "the deletion is recorded for later runs");
     } finally {
       await w.close();
     }
