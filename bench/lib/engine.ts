@@ -43,6 +43,8 @@ export interface RunCounters {
 
 export interface RunOutcome {
   runId: string;
+  /** Epoch milliseconds when draining began (to place the emulator's call log on the run). */
+  startedAtMs: number;
   wallMs: number;
   stats: StripeCallStats;
   status: string;
@@ -63,6 +65,7 @@ export async function runMonth(input: RunInput): Promise<RunOutcome> {
     actor: "bench",
   });
   const started = performance.now();
+  const startedAtMs = Date.now();
   const budgetMs = input.budgetMs ?? 3_600_000;
   let stats = emptyStats();
   const prefix = input.workerPrefix ?? `bench-${crypto.randomUUID().slice(0, 6)}`;
@@ -100,6 +103,7 @@ export async function runMonth(input: RunInput): Promise<RunOutcome> {
   const status = String(report.status);
   return {
     runId,
+    startedAtMs,
     wallMs,
     stats,
     status,

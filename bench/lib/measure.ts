@@ -45,6 +45,8 @@ export interface ScenarioFigures {
   /** max(accepted calls ÷ global rate, accepted Search calls ÷ Search rate). */
   rate_limit_floor_s: number;
   efficiency: number;
+  /** Where the wall went, from the call log's arrival times (seconds since draining began). */
+  timeline: Timeline;
   duplicates: number;
   lost_ids: number;
   invariant_failures: string[];
@@ -109,8 +111,43 @@ export function figures(
     wall_s: round(wall),
     rate_limit_floor_s: round(floor),
     efficiency: wall > 0 ? round(floor / wall) : 0,
+    timeline: timeline(run, calls, limits),
     duplicates: check.duplicates.length + check.duplicateCustomers.length,
     lost_ids: check.lostIds.length,
     invariant_failures: failures,
+  };
+}
+
+export interface Timeline {
+  first_write_s: number | null;
+  /** End of the last whole second in which Stripe accepted at least 80% of its limit. */
+  last_busy_second_s: number | null;
+  /** Whole seconds between the first write and that one in which it accepted less. */
+  slack_seconds: number;
+  /** Calls Stripe accepted in each second of the run. */
+  per_second: number[];
+}
+
+function timeline(run: RunOutcome, calls: CallRecord[], limits: Limits): Timeline {
+  const perSecond: number[] = [];
+  let firstWrite: number | null = null;
+  for (const c of calls) {
+    const t = (c.at - run.startedAtMs) / 1000;
+    if (c.write && (firstWrite === null || t < firstWrite)) firstWrite = t;
+    if (c.status === 429 || t < 0) continue;
+    perSecond[Math.floor(t)] = (perSecond[Math.floor(t)] ?? 0) + 1;
+  }
+  const busy = (s: number) => (perSecond[s] ?? 0) >= 0.8 * limits.rate;
+  let last: number | null = null;
+  for (let s = perSecond.length - 1; s >= 0 && last === null; s--) if (busy(s)) last = s + 1;
+  let slack = 0;
+  if (firstWrite !== null && last !== null) {
+    for (let s = Math.ceil(firstWrite); s < last; s++) if (!busy(s)) slack++;
+  }
+  return {
+    first_write_s: firstWrite === null ? null : round(firstWrite),
+    last_busy_second_s: last,
+    slack_seconds: slack,
+    per_second: Array.from(perSecond, (n) => n ?? 0),
   };
 }

@@ -282,6 +282,25 @@ function sharedBudgets(
   };
 }
 
+/**
+ * How many items to claim: the batch, or near the end of the run an equal share of what is left
+ * among the workers seen, so no worker is left with a full batch while the others stand idle
+ * (the run's last seconds would run at a fraction of the rate).
+ */
+export async function claimSize(
+  deps: Pick<EngineDeps, "sql">,
+  runId: string,
+  batchSize: number,
+  workers: number,
+): Promise<number> {
+  if (batchSize <= 1 || workers <= 1) return batchSize;
+  const enough = batchSize * workers;
+  const [{ n }] = await deps.sql<{ n: number }[]>`
+    select count(*)::int as n from (select 1 from internal.publish_run_items
+      where run_id = ${runId}::uuid and state = 'pending' limit ${enough}) p`;
+  return n >= enough ? batchSize : Math.max(1, Math.min(batchSize, Math.ceil(n / workers)));
+}
+
 /** Drains a run until it is empty or the budget is spent; items not started go back. */
 export async function drainRun(
   engineDeps: EngineDeps,
@@ -314,12 +333,17 @@ export async function drainRun(
     ratePerSecond: run.options.rate_per_second,
   });
   const installation = await installationId(deps.sql);
+  const batchSize = options.batchSize ?? 10;
+  let workersSeen = 1;
   try {
     outer: while (!spent()) {
-      // Holding no item's lease: a good moment to read the account's recent events.
-      await events.keepUp();
-      const claims = await claimItems(deps.sql, runId, deps.worker, options.batchSize ?? 10);
+      const size = await claimSize(deps, runId, batchSize, workersSeen);
+      // Holding no item's lease: a good moment to read the account's recent events, unless the
+      // run is nearly done (a long read then would only delay its end; the next run reads them).
+      if (size === batchSize) await events.keepUp();
+      const claims = await claimItems(deps.sql, runId, deps.worker, size);
       if (claims.length === 0) break;
+      workersSeen = Math.max(1, claims[0].active_workers);
       // The limits are the account's: each live worker takes an equal share of both.
       const workers = shared ? 1 : Math.max(1, claims[0].active_workers);
       caller.setShare(run.options.rate_per_second / workers, searchRate / workers);

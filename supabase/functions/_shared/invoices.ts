@@ -9,6 +9,7 @@ import type { Sql } from "./db.ts";
 import type { InvoiceSnapshot, InvoiceStatus, LineSnapshot, ListedInvoices } from "./planner.ts";
 import { isRetryableStripeError, isStripeNotFound, type StripeCaller } from "./stripe_calls.ts";
 import type { Stripe } from "./stripe_client.ts";
+import { afterPage, pageParams, type ScanRange, wholeScan } from "./scan_ranges.ts";
 import { invoiceStateTime } from "./tenant_invoices.ts";
 
 /** Stripe list page size (the maximum). */
@@ -181,7 +182,12 @@ export interface IndexScanOptions {
   skewSeconds?: number;
   /** True once paging must stop; the pass is kept for the next scanner to resume. */
   outOfTime?: () => boolean;
+  /** Pages read at once (default {@link DEFAULT_SCAN_CONCURRENCY}). */
+  concurrency?: number;
 }
+
+/** Index pages in flight at once: a 29-page bootstrap takes about 5 round trips, not 29. */
+export const DEFAULT_SCAN_CONCURRENCY = 16;
 
 /** What a refresh came to: fresh (usable), or why not. */
 export type IndexScanOutcome =
@@ -210,8 +216,9 @@ function indexEntry(inv: Stripe.Invoice) {
 
 /**
  * Makes the account's invoice index fresh: nothing to do, someone else is scanning (busy), or
- * take the lease and page through `GET /v1/invoices?created[gte]=watermark - skew` (the whole
- * account the first time), newest first, upserting each page, then advance the watermark.
+ * take the lease and read `GET /v1/invoices?created[gte]=watermark - skew` (the whole account
+ * the first time), newest first, upserting each page, then advance the watermark. The pass is
+ * split into `created` ranges read `concurrency` pages at a time (scan_ranges.ts).
  */
 export async function refreshInvoiceIndex(
   deps: { sql: Sql; caller: StripeCaller },
@@ -228,45 +235,112 @@ export async function refreshInvoiceIndex(
       o.skewSeconds ?? 300
     })`;
     if (t.outcome !== "leased") return { state: t.outcome, pages };
+    const [{ pass_ranges: saved }] = await deps.sql<{ pass_ranges: ScanRange[] | null }[]>`
+      select pass_ranges from internal.stripe_invoice_scan where account = ${o.account}`;
     const from = t.pass_from === null ? null : Number(t.pass_from);
-    let cursor = t.pass_cursor ?? undefined;
-    try {
-      for (;;) {
-        if (o.outOfTime?.()) {
-          await deps
-            .sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, true)`;
-          return { state: "incomplete", pages };
-        }
+    const ranges = saved ?? [{ ...wholeScan(from), cursor: t.pass_cursor }];
+    const r = await scanRanges(deps, o, lease, ranges);
+    pages += r.pages;
+    if (r.state === "failed") {
+      // A cursor Stripe refuses (its invoice was deleted) cannot be resumed: drop that pass.
+      const e = r.error;
+      const keep = isRetryableStripeError(e) ||
+        !(typeof e === "object" && e !== null && "statusCode" in e);
+      await deps.sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, ${keep})`
+        .catch(() => {});
+      return { state: "failed", pages, error: e };
+    }
+    if (r.state === "incomplete") {
+      await deps.sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, true)`;
+      return { state: "incomplete", pages };
+    }
+    await deps.sql`select internal.finish_stripe_invoice_scan(${o.account}, ${o.owner})`;
+  }
+  return { state: "incomplete", pages };
+}
+
+/**
+ * Reads the ranges until none is left, up to `concurrency` pages in flight, each page saved with
+ * the ranges still to read (one save at a time, in order, so the saved state never runs ahead
+ * of a page that was not kept).
+ */
+async function scanRanges(
+  deps: { sql: Sql; caller: StripeCaller },
+  o: IndexScanOptions,
+  lease: string,
+  initial: ScanRange[],
+): Promise<{ state: "done" | "incomplete" | "failed"; pages: number; error?: unknown }> {
+  const concurrency = Math.max(1, o.concurrency ?? DEFAULT_SCAN_CONCURRENCY);
+  const queue = [...initial];
+  const inFlight = new Set<ScanRange>();
+  let pages = 0;
+  // Set by the fetchers (an object, so the narrowing below sees their writes).
+  const end: { failure: { error: unknown } | null; outOfTime: boolean } = {
+    failure: null,
+    outOfTime: false,
+  };
+  let saved: Promise<unknown> = Promise.resolve();
+  let wake = () => {};
+  const changed = () => new Promise<void>((resolve) => (wake = resolve));
+  let next = changed();
+  const signal = () => {
+    const w = wake;
+    next = changed();
+    w();
+  };
+  const fetcher = async () => {
+    for (;;) {
+      if (end.failure) return;
+      if (o.outOfTime?.()) {
+        end.outOfTime = true;
+        return;
+      }
+      const r = queue.shift();
+      if (!r) {
+        if (inFlight.size === 0) return;
+        await next;
+        continue;
+      }
+      inFlight.add(r);
+      try {
         // Counted apart from per-customer lists, so run reports show what the index cost.
         const page = await deps.caller.call(
           "GET /v1/invoices (index scan)",
-          (s) =>
-            s.invoices.list({
-              limit: PAGE,
-              ...(from === null ? {} : { created: { gte: from } }),
-              ...(cursor ? { starting_after: cursor } : {}),
-            }),
+          (s) => s.invoices.list({ limit: PAGE, ...pageParams(r) }),
         );
         pages++;
-        const next = page.has_more && page.data.length > 0
-          ? page.data[page.data.length - 1].id!
-          : null;
-        await deps.sql`select internal.record_stripe_invoice_page(${o.account}, ${o.owner},
-          ${deps.sql.json(page.data.map(indexEntry) as never)}, ${next}, ${lease}::interval)`;
-        if (next === null) break;
-        cursor = next;
+        inFlight.delete(r);
+        const spare = Math.max(0, concurrency - 1 - inFlight.size - queue.length);
+        queue.push(...afterPage(r, {
+          created: page.data.map((i) => i.created),
+          lastId: page.data.length > 0 ? page.data[page.data.length - 1].id! : null,
+          hasMore: page.has_more,
+        }, spare));
+        signal();
+        const left = [...inFlight, ...queue];
+        const entries = page.data.map(indexEntry);
+        saved = saved.then(() =>
+          deps.sql`select internal.record_stripe_invoice_ranges(${o.account}, ${o.owner},
+            ${deps.sql.json(entries as never)}, ${deps.sql.json(left as never)},
+            ${lease}::interval)`
+        );
+        await saved;
+      } catch (error) {
+        inFlight.delete(r);
+        end.failure ??= { error };
+        return;
+      } finally {
+        signal();
       }
-      await deps.sql`select internal.finish_stripe_invoice_scan(${o.account}, ${o.owner})`;
-    } catch (error) {
-      // A cursor Stripe refuses (its invoice was deleted) cannot be resumed: drop that pass.
-      const keep = cursor === undefined || isRetryableStripeError(error) ||
-        !(typeof error === "object" && error !== null && "statusCode" in error);
-      await deps.sql`select internal.release_stripe_invoice_scan(${o.account}, ${o.owner}, ${keep})`
-        .catch(() => {});
-      return { state: "failed", pages, error };
     }
+  };
+  await Promise.all(Array.from({ length: concurrency }, fetcher));
+  await saved.catch(() => {});
+  if (end.failure) return { state: "failed", pages, error: end.failure.error };
+  if (end.outOfTime && (queue.length > 0 || inFlight.size > 0)) {
+    return { state: "incomplete", pages };
   }
-  return { state: "incomplete", pages };
+  return { state: "done", pages };
 }
 
 interface IndexRow {

@@ -95,7 +95,7 @@ export class IndexGate {
         outOfTime: () => this.outOfTime() || performance.now() >= sliceEnd,
       });
       if (r.state === "busy" && performance.now() < waitUntil && !this.outOfTime()) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
       if (r.state === "failed" && pgCode(r.error) !== LEASE_LOST) {
