@@ -5,7 +5,11 @@
  * a banner naming the database and the account/mode.
  */
 import { createDb, dbUrlFromEnv, type Sql } from "../supabase/functions/_shared/db.ts";
-import { accountBudget } from "../supabase/functions/_shared/rate_budget.ts";
+import {
+  accountBudget,
+  DEFAULT_LIMIT_SHARE,
+  STRIPE_LIMITS,
+} from "../supabase/functions/_shared/rate_budget.ts";
 import { StripeCaller } from "../supabase/functions/_shared/stripe_calls.ts";
 import {
   createStripe,
@@ -193,8 +197,13 @@ export async function openContext(
   const say = options.json ? (line = "") => console.error(line) : (line = "") => console.log(line);
   const stripe = options.needsStripe ? stripeConfig(env) : null;
   const live = stripe ? keyLivemode(stripe.config.secretKey) : false;
-  // Stripe allows 100 req/s live and 25 in test mode, 20 Search/s; keep headroom.
-  const stripeRate = positiveNumber(env, "STRIPE_RATE_LIMIT", live ? 90 : 22);
+  // Stripe allows 100 req/s live and 25 in test mode, 20 Search/s; one budget is shared by
+  // every caller of the account, so only a little headroom is kept.
+  const stripeRate = positiveNumber(
+    env,
+    "STRIPE_RATE_LIMIT",
+    STRIPE_LIMITS[live ? "live" : "test"] * DEFAULT_LIMIT_SHARE,
+  );
   const searchRate = positiveNumber(env, "STRIPE_SEARCH_RATE_LIMIT", 18);
   const sql = await openDatabase(dbUrl, database);
   let caller: StripeCaller | null = null;

@@ -38,7 +38,11 @@ import { expectedTotal } from "./world.ts";
 export async function listedState(control: EmulatorControl, stripe: Stripe): Promise<StateDump> {
   const cfg = await control.config();
   await control.setLatency({});
-  await control.setRateLimits({ globalPerSecond: null, searchPerSecond: null });
+  await control.setRateLimits({
+    globalPerSecond: null,
+    searchPerSecond: null,
+    endpointPerSecond: null,
+  });
   try {
     const customers: StateDump["customers"] = [];
     for await (const c of stripe.customers.list({ limit: 100 })) {

@@ -4,7 +4,7 @@
  * account's shared request budget in Postgres), until nothing is pending.
  */
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
-import { drainRun } from "../../supabase/functions/_shared/publish.ts";
+import { drainRun, type EngineDeps } from "../../supabase/functions/_shared/publish.ts";
 import { enqueueRun, type RunOptions, runReport } from "../../supabase/functions/_shared/runs.ts";
 import {
   addStats,
@@ -23,6 +23,8 @@ export interface RunInput {
   batchSize?: number;
   options?: Partial<RunOptions>;
   callerOptions?: Omit<StripeCallerOptions, "ratePerSecond">;
+  /** The shared budget's settings (the engine's defaults when absent). */
+  rateBudget?: EngineDeps["rateBudget"];
   /** The engine's clock (the bench moves the emulator's ahead). */
   now?: () => Date;
   /** Continue this run instead of enqueuing one. */
@@ -81,6 +83,7 @@ export async function runMonth(input: RunInput): Promise<RunOutcome> {
             stripe: input.stripe,
             worker: `${prefix}-w${w}-r${round}`,
             callerOptions: input.callerOptions,
+            rateBudget: input.rateBudget,
             now: input.now,
           },
           runId,

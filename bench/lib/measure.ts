@@ -10,6 +10,8 @@ import { round } from "./infra.ts";
 export interface Limits {
   rate: number;
   searchRate: number;
+  /** Each named operation's own limit (Search excepted); null: none. */
+  endpointRate: number | null;
 }
 
 export interface ScenarioFigures {
@@ -42,7 +44,10 @@ export interface ScenarioFigures {
   /** Stripe calls per bill (all bills of the run). */
   calls_per_bill: number;
   wall_s: number;
-  /** max(accepted calls ÷ global rate, accepted Search calls ÷ Search rate). */
+  /**
+   * max(accepted calls ÷ global rate, accepted Search calls ÷ Search rate, the busiest operation's
+   * accepted calls ÷ its own rate).
+   */
   rate_limit_floor_s: number;
   efficiency: number;
   /** Where the wall went, from the call log's arrival times (seconds since draining began). */
@@ -80,7 +85,17 @@ export function figures(
   const o = run.counters.outcomes ?? {};
   const created = o.created ?? 0;
   const accepted = calls.length - throttled;
-  const floor = Math.max(accepted / limits.rate, acceptedSearch / limits.searchRate);
+  // The busiest named operation under its own limit (Search has the Search limit instead).
+  let busiest = 0;
+  if (limits.endpointRate) {
+    const perRoute: Record<string, number> = {};
+    for (const c of calls) {
+      if (c.search || c.status === 429) continue;
+      perRoute[c.route] = (perRoute[c.route] ?? 0) + 1;
+    }
+    busiest = Math.max(0, ...Object.values(perRoute)) / limits.endpointRate;
+  }
+  const floor = Math.max(accepted / limits.rate, acceptedSearch / limits.searchRate, busiest);
   const wall = run.wallMs / 1000;
   return {
     scenario,

@@ -3,6 +3,7 @@
  * function, in-process and without its time limit. Several workers drain the run in parallel and
  * share the Stripe budget; the outcome is printed grouped by action with amounts.
  */
+import { defaultOperationRate } from "../../supabase/functions/_shared/rate_budget.ts";
 import {
   type CommandSpec,
   type Flags,
@@ -216,7 +217,12 @@ export async function runPublish(ctx: CliContext, flags: Flags): Promise<number>
       const results = await Promise.all(
         Array.from({ length: workers }, (_, i) =>
           drainRun(
-            { sql: ctx.sql, stripe: ctx.caller.stripe, worker: `${prefix}${i}` },
+            {
+              sql: ctx.sql,
+              stripe: ctx.caller.stripe,
+              worker: `${prefix}${i}`,
+              rateBudget: { operationRatePerSecond: defaultOperationRate(Deno.env) },
+            },
             runId!,
             { budgetMs: Number.POSITIVE_INFINITY },
           )),

@@ -140,7 +140,7 @@ const routes: [string, string, Handler][] = [
     })],
   ["POST", "/_emulator/rate_limits", (emu, b) => {
     const patch: Record<string, number | null> = {};
-    for (const k of ["globalPerSecond", "searchPerSecond", "burstSeconds"]) {
+    for (const k of ["globalPerSecond", "searchPerSecond", "endpointPerSecond", "burstSeconds"]) {
       if (k in b) patch[k] = b[k] === null ? null : num(b[k], k)!;
     }
     return emu.faults.setRateLimits(patch);

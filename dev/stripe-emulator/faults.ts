@@ -158,6 +158,11 @@ export interface RateLimitConfig {
   globalPerSecond: number | null;
   /** Search requests per second (Stripe: 20). null = unlimited. */
   searchPerSecond: number | null;
+  /**
+   * Requests per second to each named operation (route), Search excepted (Stripe: 25 unless an
+   * endpoint says otherwise). null = unlimited.
+   */
+  endpointPerSecond: number | null;
   /** Bucket size in seconds' worth of tokens (default 1). */
   burstSeconds: number;
 }
@@ -167,10 +172,12 @@ export class Faults {
   private rateConfig: RateLimitConfig = {
     globalPerSecond: null,
     searchPerSecond: null,
+    endpointPerSecond: null,
     burstSeconds: 1,
   };
   private globalBucket: TokenBucket | null = null;
   private searchBucket: TokenBucket | null = null;
+  private endpointBuckets = new Map<string, TokenBucket>();
   private active: ActiveFault[] = [];
   private nextId = 0;
 
@@ -196,15 +203,31 @@ export class Faults {
     const { globalPerSecond: g, searchPerSecond: s, burstSeconds: b } = this.rateConfig;
     this.globalBucket = g ? new TokenBucket(g, Math.max(1, g * b)) : null;
     this.searchBucket = s ? new TokenBucket(s, Math.max(1, s * b)) : null;
+    this.endpointBuckets.clear();
     return this.rateLimits;
   }
 
-  /** Takes a token; returns the limiter reason when the request must be refused. */
-  checkRate(isSearch: boolean): "global-rate" | "endpoint-rate" | null {
+  private endpointBucket(route: string): TokenBucket | null {
+    const e = this.rateConfig.endpointPerSecond;
+    if (!e) return null;
+    let bucket = this.endpointBuckets.get(route);
+    if (!bucket) {
+      bucket = new TokenBucket(e, Math.max(1, e * this.rateConfig.burstSeconds));
+      this.endpointBuckets.set(route, bucket);
+    }
+    return bucket;
+  }
+
+  /**
+   * Takes a token from every limiter the request counts against (the account's, and Search's or
+   * its own operation's); returns the limiter's reason when the request must be refused.
+   */
+  checkRate(isSearch: boolean, route = ""): "global-rate" | "endpoint-rate" | null {
+    const own = isSearch ? this.searchBucket : this.endpointBucket(route);
     if (this.globalBucket && !this.globalBucket.available()) return "global-rate";
-    if (isSearch && this.searchBucket && !this.searchBucket.available()) return "endpoint-rate";
+    if (own && !own.available()) return "endpoint-rate";
     this.globalBucket?.take();
-    if (isSearch) this.searchBucket?.take();
+    own?.take();
     return null;
   }
 

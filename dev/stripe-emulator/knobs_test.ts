@@ -74,6 +74,22 @@ emulatorTest("rate limits: Search has its own bucket (endpoint-rate)", async (t)
   assert.equal((await t.emu.control.callSummary()).searches, 8);
 });
 
+emulatorTest("rate limits: each named operation has its own bucket (endpoint-rate)", async (t) => {
+  await t.emu.control.setRateLimits({ endpointPerSecond: 3 });
+  const lists = await Promise.allSettled(
+    Array.from({ length: 9 }, () => t.stripe.customers.list({ limit: 1 })),
+  );
+  const limited = lists.filter((r) => r.status === "rejected");
+  assert.ok(limited.length >= 5, `got ${limited.length}`);
+  const err = (limited[0] as PromiseRejectedResult).reason;
+  assert.equal(err.code, "rate_limit");
+  assert.equal(responseHeader(err, "stripe-rate-limited-reason"), "endpoint-rate");
+  assert.ok(!String(err.message).includes("Search"), err.message);
+  // Another operation has a bucket of its own, and the account-wide one is not set.
+  const other = await Promise.all(Array.from({ length: 3 }, () => t.stripe.invoices.list()));
+  assert.equal(other.length, 3);
+});
+
 emulatorTest(
   "faults: lock_timeout 429 carries Stripe-Should-Retry; with replay off the SDK retry runs",
   async (t) => {

@@ -306,10 +306,10 @@ export class EmulatorServer {
         }),
       );
     }
-    const limited = emu.faults.checkRate(search);
+    const limited = emu.faults.checkRate(search, route);
     if (limited) {
       fault = `limiter:${limited}`;
-      return fail(rateLimitError(limited, limited === "endpoint-rate"));
+      return fail(rateLimitError(limited, search && limited === "endpoint-rate"));
     }
     const edge = emu.faults.take("edge", method, path);
     if (edge) {

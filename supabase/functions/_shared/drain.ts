@@ -9,7 +9,12 @@ import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
 import { IndexGate, type ItemContext, learn } from "./knowledge.ts";
 import { stripeAccountOf } from "./engine.ts";
-import { SharedRequestBudget, stripeModeOf } from "./rate_budget.ts";
+import {
+  DEFAULT_LIMIT_SHARE,
+  SharedRequestBudget,
+  STRIPE_LIMITS,
+  stripeModeOf,
+} from "./rate_budget.ts";
 import { EventFeedGate, eventPosition, recordVerification, wantedHash } from "./verification.ts";
 import { ItemLease } from "./lease.ts";
 import { classify, decide } from "./planner.ts";
@@ -277,6 +282,10 @@ function sharedBudgets(
       bucket,
       o.ratePerSecond ?? run.options.rate_per_second,
       o.burst ?? 1,
+      undefined,
+      o.operationRatePerSecond === undefined
+        ? STRIPE_LIMITS.endpoint * DEFAULT_LIMIT_SHARE
+        : o.operationRatePerSecond,
     ),
     searchBudget: new SharedRequestBudget(deps.sql, `${bucket}:search`, search, 1),
   };
@@ -285,20 +294,22 @@ function sharedBudgets(
 /**
  * How many items to claim: the batch, or near the end of the run an equal share of what is left
  * among the workers seen, so no worker is left with a full batch while the others stand idle
- * (the run's last seconds would run at a fraction of the rate).
+ * (the run's last seconds would run at a fraction of the rate). `plenty` says whether enough is
+ * left for a full batch each: only then is a read of the event log worth its time.
  */
-export async function claimSize(
+export async function claimPlan(
   deps: Pick<EngineDeps, "sql">,
   runId: string,
   batchSize: number,
   workers: number,
-): Promise<number> {
-  if (batchSize <= 1 || workers <= 1) return batchSize;
-  const enough = batchSize * workers;
+): Promise<{ size: number; plenty: boolean }> {
+  const w = Math.max(1, workers);
+  const enough = batchSize * w;
   const [{ n }] = await deps.sql<{ n: number }[]>`
     select count(*)::int as n from (select 1 from internal.publish_run_items
       where run_id = ${runId}::uuid and state = 'pending' limit ${enough}) p`;
-  return n >= enough ? batchSize : Math.max(1, Math.min(batchSize, Math.ceil(n / workers)));
+  if (n >= enough) return { size: batchSize, plenty: true };
+  return { size: Math.max(1, Math.min(batchSize, Math.ceil(n / w))), plenty: false };
 }
 
 /** Drains a run until it is empty or the budget is spent; items not started go back. */
@@ -337,11 +348,11 @@ export async function drainRun(
   let workersSeen = 1;
   try {
     outer: while (!spent()) {
-      const size = await claimSize(deps, runId, batchSize, workersSeen);
+      const plan = await claimPlan(deps, runId, batchSize, workersSeen);
       // Holding no item's lease: a good moment to read the account's recent events, unless the
       // run is nearly done (a long read then would only delay its end; the next run reads them).
-      if (size === batchSize) await events.keepUp();
-      const claims = await claimItems(deps.sql, runId, deps.worker, size);
+      if (plan.plenty) await events.keepUp();
+      const claims = await claimItems(deps.sql, runId, deps.worker, plan.size);
       if (claims.length === 0) break;
       workersSeen = Math.max(1, claims[0].active_workers);
       // The limits are the account's: each live worker takes an equal share of both.

@@ -24,7 +24,13 @@ export interface EngineDeps {
   /** The Events API cursor that lets reruns skip retrieves; `enabled: false` retrieves all. */
   eventFeed?: EventFeedOptions;
   /** The account's request budget shared through Postgres; `enabled: false` shares per run. */
-  rateBudget?: { enabled?: boolean; ratePerSecond?: number; burst?: number };
+  rateBudget?: {
+    enabled?: boolean;
+    ratePerSecond?: number;
+    burst?: number;
+    /** Each named operation's rate (default 98% of Stripe's 25/s); null: no per-operation budget. */
+    operationRatePerSecond?: number | null;
+  };
 }
 
 /** How the drain reads Stripe's Events API to vouch for verified drafts. */

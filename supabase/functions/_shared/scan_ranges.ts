@@ -8,6 +8,9 @@
  * a page reaches below `floor`, what follows belongs to another range (already read there).
  */
 
+/** Stripe's largest list page. */
+const PAGE_SIZE = 100;
+
 /** A part of a scan still to be read. Bounds are Unix seconds, inclusive; null = open. */
 export interface ScanRange {
   gte: number | null;
@@ -55,15 +58,26 @@ export function afterPage(r: ScanRange, page: ScanPage, spare: number): ScanRang
   const oldest = page.created[page.created.length - 1];
   if (r.floor !== null && oldest < r.floor) return [];
   const next: ScanRange = { ...r, cursor: page.lastId };
-  // Invoices of the same second as the page's oldest may follow it: they stay with the cursor.
   const low = r.floor ?? 0;
   const span = Math.max(1, newest - oldest);
   if (spare < 1 || oldest - low <= span) return [next];
+  // Invoices of the page's oldest second may follow it. When the page holds at most half a page
+  // of that second, the first cut reads the second again (those duplicates cost less than a
+  // cursor reading on past its floor); else the cursor goes on through that second alone.
+  const sameSecond = page.created.filter((c) => c === oldest).length;
+  const reread = sameSecond <= PAGE_SIZE / 2;
+  // A bounded range gets no more cuts than the pages its density suggests are left.
+  const perSecond = page.created.length / span;
+  const pagesLeft = r.floor === null
+    ? spare + 1
+    : Math.ceil(perSecond * (oldest - low) / PAGE_SIZE);
+  const cuts = Math.min(reread ? spare + 1 : spare, Math.max(1, pagesLeft));
   const out: ScanRange[] = [];
-  let top = oldest - 1; // the newest second the next cut range holds
-  let width = span;
-  for (let i = 0; i < spare && top >= low; i++) {
-    const last = i === spare - 1 || top - width < low;
+  let top = reread ? oldest : oldest - 1; // the newest second the next cut range holds
+  // The first cut holds a page's worth at the density just seen, each next one twice as much.
+  let width = Math.max(1, Math.floor(PAGE_SIZE / perSecond));
+  for (let i = 0; i < cuts && top >= low; i++) {
+    const last = i === cuts - 1 || top - width < low;
     const bottom = last ? low : top - width + 1;
     out.push({
       gte: last ? r.floor : bottom,
@@ -74,7 +88,7 @@ export function afterPage(r: ScanRange, page: ScanPage, spare: number): ScanRang
     top = bottom - 1;
     width *= 2;
   }
-  // The continuing range now only holds what the cuts do not.
-  const continuing = { ...next, floor: out.length > 0 ? (out[0].lte as number) + 1 : r.floor };
-  return [continuing, ...out];
+  if (reread) return out;
+  // The continuing range now only holds its oldest second, which the cuts do not.
+  return [{ ...next, floor: oldest }, ...out];
 }

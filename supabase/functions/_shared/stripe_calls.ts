@@ -263,7 +263,8 @@ export class StripeCaller {
       if (isSearch) await this.searchBucket.take();
       await this.global.take();
       if (isSearch) await this.options.searchBudget?.reserve();
-      await this.options.budget?.reserve();
+      // Search has a limit of its own (above); every other operation has its own too.
+      await this.options.budget?.reserve(isSearch ? undefined : endpoint);
       if (options.beforeAttempt) await options.beforeAttempt();
       this.counts.total++;
       this.counts.byEndpoint[endpoint] = (this.counts.byEndpoint[endpoint] ?? 0) + 1;

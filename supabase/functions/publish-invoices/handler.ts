@@ -13,6 +13,7 @@ import {
   withCors,
 } from "../_shared/http.ts";
 import { publish, RunConflictError, UnknownTenantsError } from "../_shared/publish.ts";
+import { defaultOperationRate, defaultRequestRate, stripeModeOf } from "../_shared/rate_budget.ts";
 import {
   AccountGuard,
   envKeyLivemode,
@@ -159,7 +160,10 @@ export function createPublishApp(env: Env, deps: PublishAppDeps = {}): FunctionA
     }
     const worker = deps.worker ?? `fn-${crypto.randomUUID().slice(0, 8)}`;
     try {
-      const result = await publish({ sql, stripe, worker }, body, {
+      // A run reserves from the account's budget at its rate: by default nearly Stripe's limit.
+      const request = { ...body, rate_per_second: defaultRequestRate(stripeModeOf(client), env) };
+      const rateBudget = { operationRatePerSecond: defaultOperationRate(env) };
+      const result = await publish({ sql, stripe, worker, rateBudget }, request, {
         budgetMs,
         actor: `publish-invoices (${caller})`,
       });

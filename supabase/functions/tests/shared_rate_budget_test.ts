@@ -70,3 +70,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "each named operation keeps to its own limit: no endpoint-rate 429 (and without, some)",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const tenants: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const c = await w.emu.control.createCustomer({ name: `op${i}` });
+        const t = await makeTenant(w.sql, { customerId: c.id });
+        await finalBill(w.sql, t, "2026-09", LINES);
+        await finalBill(w.sql, t, "2026-10", LINES);
+        tenants.push(t);
+      }
+      // The account's limit is far off; each operation is allowed 4 requests a second.
+      await w.emu.control.setRateLimits({ endpointPerSecond: 4, burstSeconds: 1 });
+      const throttled = async (month: string, operationRatePerSecond: number | null) => {
+        w.emu.emulator.calls.reset();
+        const d = { ...deps(w, `op-${month}`), rateBudget: { operationRatePerSecond } };
+        const r = await publish(d, { month, tenants, rate_per_second: 50 }, {
+          ...BUDGET,
+          batchSize: 1,
+        });
+        assert.equal(r.status, "done", JSON.stringify(r));
+        const s = w.emu.emulator.calls.summary();
+        const throttledCalls = s.byStatus["429"] ?? 0;
+        // Every create once, plus a retry for each create the limiter refused.
+        assert.ok(s.byRoute["POST /v1/invoices"] >= tenants.length, JSON.stringify(s));
+        if (throttledCalls === 0) {
+          assert.equal(s.byRoute["POST /v1/invoices"], tenants.length, JSON.stringify(s));
+        }
+        return throttledCalls;
+      };
+      assert.equal(await throttled("2026-09", 4), 0, "the operation's budget keeps under it");
+      // The same run without an operation budget meets Stripe's per-operation limiter.
+      assert.ok(await throttled("2026-10", null) > 0, "the limiter answers past 4/s");
+    } finally {
+      await w.close();
+    }
+  },
+});
