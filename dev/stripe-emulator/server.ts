@@ -264,6 +264,8 @@ export class EmulatorServer {
       "Stripe-Version": header("stripe-version") ?? emu.behaviour.apiVersion ??
         DEFAULT_API_VERSION,
       "Cache-Control": "no-cache, no-store",
+      // Stripe's clock, as real Stripe's Date header is (the emulator's may run ahead).
+      "Date": new Date(emu.clock.nowMs()).toUTCString(),
     };
     if (echoKey) baseHeaders["Idempotency-Key"] = echoKey;
 

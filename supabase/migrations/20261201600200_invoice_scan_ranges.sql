@@ -29,13 +29,17 @@ for each row execute function internal.stripe_invoice_scan_forget_ranges();
 
 -- Upserts one page of a held pass (as record_stripe_invoice_page) and saves the ranges still to
 -- read, in the same transaction, so a saved range never points past a page that was not kept.
+-- p_listed_through: Stripe's clock (its Date header, Unix seconds) when the pass's newest page
+-- was answered: every invoice created before then is read by the pass, so the watermark may go
+-- that far even when the account's newest invoice is older (the next pass starts there).
 create function internal.record_stripe_invoice_ranges(
   p_account text,
   p_owner text,
   p_invoices jsonb,
   p_ranges jsonb,
   p_lease interval default interval '60 seconds',
-  p_now timestamptz default now()
+  p_now timestamptz default now(),
+  p_listed_through bigint default null
 ) returns integer
 language plpgsql security definer
 set search_path = ''
@@ -59,19 +63,23 @@ begin
       using errcode = 'invalid_parameter_value', column = 'ranges';
   end if;
   n := internal.record_stripe_invoice_page(p_account, p_owner, p_invoices, null, p_lease, p_now);
-  update internal.stripe_invoice_scan x set pass_ranges = p_ranges where x.account = p_account;
+  update internal.stripe_invoice_scan x
+  set pass_ranges = p_ranges,
+    pass_high = case when p_listed_through is null then x.pass_high
+      else greatest(x.pass_high, p_listed_through) end
+  where x.account = p_account;
   return n;
 end;
 $$;
 comment on function internal.record_stripe_invoice_ranges(text, text, jsonb, jsonb, interval,
-  timestamptz) is
+  timestamptz, bigint) is
   'Upserts a page of a held invoice scan and saves the ranges its pass has still to read.';
 
 revoke all on function internal.stripe_invoice_scan_forget_ranges() from public, anon,
   authenticated;
 revoke all on function
-  internal.record_stripe_invoice_ranges(text, text, jsonb, jsonb, interval, timestamptz)
+  internal.record_stripe_invoice_ranges(text, text, jsonb, jsonb, interval, timestamptz, bigint)
   from public, anon, authenticated;
 grant execute on function
-  internal.record_stripe_invoice_ranges(text, text, jsonb, jsonb, interval, timestamptz)
+  internal.record_stripe_invoice_ranges(text, text, jsonb, jsonb, interval, timestamptz, bigint)
   to service_role;

@@ -2,19 +2,19 @@
 -- is handed back, gone with a new, finished or dropped pass; bad ranges are refused by name;
 -- only service_role may save them.
 begin;
-select plan(18);
+select plan(21);
 select tests.create_user('q131@example.com') as q131_user \gset
 
 select ok(
   not has_function_privilege('anon', 'internal.record_stripe_invoice_ranges(text, text, jsonb, '
-    'jsonb, interval, timestamptz)', 'execute')
+    'jsonb, interval, timestamptz, bigint)', 'execute')
   and not has_function_privilege('authenticated', 'internal.record_stripe_invoice_ranges(text, '
-    'text, jsonb, jsonb, interval, timestamptz)', 'execute')
+    'text, jsonb, jsonb, interval, timestamptz, bigint)', 'execute')
   and not has_function_privilege('public', 'internal.record_stripe_invoice_ranges(text, text, '
-    'jsonb, jsonb, interval, timestamptz)', 'execute'),
+    'jsonb, jsonb, interval, timestamptz, bigint)', 'execute'),
   'anon, authenticated and public may not save ranges');
 select ok(has_function_privilege('service_role', 'internal.record_stripe_invoice_ranges(text, '
-  'text, jsonb, jsonb, interval, timestamptz)', 'execute'), 'service_role may');
+  'text, jsonb, jsonb, interval, timestamptz, bigint)', 'execute'), 'service_role may');
 select is(
   (select count(*)::int from pg_proc p join pg_namespace n on n.oid = p.pronamespace
    where n.nspname = 'internal'
@@ -48,6 +48,15 @@ select is(
 select is((select jsonb_array_length(pass_ranges) from internal.stripe_invoice_scan
   where account = 'acct_131'), 2, 'both ranges are saved');
 
+-- Stripe's clock at the newest page lifts the watermark past the newest invoice, never lowers it.
+select is(internal.record_stripe_invoice_ranges('acct_131', 'w1', '[]',
+    '[{"gte": null, "lte": null, "floor": 1900000100, "cursor": "in_131a"},
+      {"gte": null, "lte": 1900000099, "floor": null, "cursor": null}]',
+    interval '60 seconds', '2031-01-01 00:00:21+00', 1900000000),
+  0, 'an older Date is recorded');
+select is((select pass_high from internal.stripe_invoice_scan where account = 'acct_131'),
+  1900000100::bigint, 'but does not lower what the pass has seen');
+
 -- Handed back out of time, the pass keeps its ranges for the next scanner.
 select ok(internal.release_stripe_invoice_scan('acct_131', 'w1', true), 'w1 hands the pass back');
 select is((select outcome from internal.take_stripe_invoice_scan('acct_131', 'w3',
@@ -57,8 +66,11 @@ select is((select pass_ranges -> 1 ->> 'lte' from internal.stripe_invoice_scan
   where account = 'acct_131'), '1900000099', 'with the ranges w1 left');
 
 -- A finished pass leaves none behind for the next one.
-select is(internal.finish_stripe_invoice_scan('acct_131', 'w3'), 1900000100::bigint,
-  'w3 finishes it');
+select is(internal.record_stripe_invoice_ranges('acct_131', 'w3', '[]', '[]',
+    interval '60 seconds', '2031-01-01 00:00:31+00', 1900000500), 0,
+  'w3 reads the last range, the newest page answered at 1900000500 on Stripe''s clock');
+select is(internal.finish_stripe_invoice_scan('acct_131', 'w3'), 1900000500::bigint,
+  'w3 finishes it: the watermark is Stripe''s clock then, past the newest invoice');
 select is((select pass_ranges from internal.stripe_invoice_scan where account = 'acct_131'),
   null::jsonb, 'and its ranges are gone');
 

@@ -319,10 +319,15 @@ async function scanRanges(
         signal();
         const left = [...inFlight, ...queue];
         const entries = page.data.map(indexEntry);
+        // The newest page (the open-ended range's first): every invoice created before Stripe
+        // answered it is read by this pass, so the watermark may reach Stripe's clock then.
+        const listedThrough = r.lte === null && r.cursor === null
+          ? stripeDateSeconds(page.lastResponse?.headers)
+          : null;
         saved = saved.then(() =>
           deps.sql`select internal.record_stripe_invoice_ranges(${o.account}, ${o.owner},
             ${deps.sql.json(entries as never)}, ${deps.sql.json(left as never)},
-            ${lease}::interval)`
+            ${lease}::interval, now(), ${listedThrough})`
         );
         await saved;
       } catch (error) {
@@ -341,6 +346,19 @@ async function scanRanges(
     return { state: "incomplete", pages };
   }
   return { state: "done", pages };
+}
+
+/** Stripe's clock from a response's Date header, in Unix seconds (null if absent or unreadable). */
+export function stripeDateSeconds(headers: unknown): number | null {
+  // The SDK's fetch client hands over a Headers object; its Node client a plain record.
+  const raw = headers instanceof Headers
+    ? headers.get("date")
+    : typeof headers === "object" && headers !== null
+    ? (headers as Record<string, string>).date ?? (headers as Record<string, string>).Date
+    : null;
+  if (!raw) return null;
+  const ms = Date.parse(raw);
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : null;
 }
 
 interface IndexRow {

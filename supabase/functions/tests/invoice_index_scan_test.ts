@@ -115,3 +115,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "index scan: an account quiet for a month is not read again whole by the next pass",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      await invoices(w, 400, 25);
+      // Nothing is created for 30 days; then the first pass runs, and five invoices follow it.
+      await w.emu.control.advanceClock(30 * 86_400);
+      const account = `acct_scan${crypto.randomUUID().slice(0, 8)}`;
+      const caller = new StripeCaller(w.stripe);
+      const first = await refreshInvoiceIndex({ sql: w.sql, caller }, scanOptions(account, "w1"));
+      assert.equal(first.state, "fresh");
+      const [{ through }] = await w.sql<{ through: string }[]>`
+        select complete_through::text as through from internal.stripe_invoice_scan
+        where account = ${account}`;
+      const { now } = await w.emu.control.clock();
+      assert.ok(
+        Math.abs(Number(through) - now) <= 5,
+        `the watermark is Stripe's clock at the pass (${through}), not the newest invoice`,
+      );
+      await w.emu.control.advanceClock(60);
+      await invoices(w, 5, 5);
+      const next = await refreshInvoiceIndex({ sql: w.sql, caller }, {
+        ...scanOptions(account, "w2"),
+        freshAfter: new Date().toISOString(),
+      });
+      assert.equal(next.state, "fresh");
+      // Before, the watermark was the newest invoice of a month ago: all 400 were read again.
+      assert.equal(next.pages, 1, "only what is newer than the last pass (less the skew)");
+      assert.deepEqual(await indexed(w, account), await listed(w));
+    } finally {
+      await w.close();
+    }
+  },
+});
