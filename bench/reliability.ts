@@ -234,13 +234,17 @@ async function spawnWorker(
 
 /**
  * What waiting out the leases would do: the dead worker's items become claimable again, and an
- * invoice-index scan it was in the middle of can be taken over (nobody else runs meanwhile).
+ * invoice-index scan or event-log read it was in the middle of can be taken over (nobody else
+ * runs meanwhile).
  */
 async function expireLeases(ctx: Ctx, runId: string): Promise<void> {
   await ctx.sql`update internal.publish_run_items
     set lease_expires_at = now() - interval '1 second'
     where run_id = ${runId}::uuid and state = 'running'`;
   await ctx.sql`update internal.stripe_invoice_scan
+    set lease_expires_at = now() - interval '1 second'
+    where lease_owner is not null and lease_expires_at > now()`;
+  await ctx.sql`update internal.stripe_event_cursor
     set lease_expires_at = now() - interval '1 second'
     where lease_owner is not null and lease_expires_at > now()`;
 }
