@@ -12,7 +12,8 @@
  *   impossible  a small brownfield world whose Search limit cannot be met: must not report success
  *
  *   deno task bench [--tenants 1000] [--latency-ms 150-300] [--rate 100] [--search-rate 20]
- *                   [--search-lag-s 5] [--workers 32] [--batch 10] [--search-share]
+ *                   [--endpoint-rate 25] [--search-lag-s 5] [--workers 32] [--batch 10]
+ *                   [--search-share]
  *                   [--scenario brownfield,steady,rerun,edited,steady-next,impossible] [--port N] [--keep]
  *
  * Prints one table and writes bench/results/publish_bench.json (and publish_bench_<N>.json).
@@ -70,7 +71,8 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(
     "deno task bench [--tenants N] [--latency-ms MIN-MAX] [--rate R] [--search-rate S]\n" +
-      "  [--search-lag-s L] [--workers W] [--batch B] [--scenario a,b,...] [--port P] [--keep]",
+      "  [--endpoint-rate E (per operation; 0: none)] [--search-lag-s L] [--workers W]\n" +
+      "  [--batch B] [--scenario a,b,...] [--port P] [--keep]",
   );
   Deno.exit(0);
 }
