@@ -335,3 +335,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "the function's runs reserve at nearly Stripe's limit for the key's mode, not 20/s",
+  ...IO,
+  async fn() {
+    const w = await openWorld();
+    try {
+      const rateOf = async (env: typeof ENV, month: string) => {
+        const app = createPublishApp(env, { sql: w.sql, stripe: w.stripe });
+        try {
+          const tenant = await makeTenant(w.sql);
+          await finalBill(w.sql, tenant, month, [{ description: "Data", count: 10, rate: 500 }]);
+          const res = await app.fetch(post({ month, tenants: [tenant], dry_run: true }, SERVICE));
+          const out = await res.json();
+          assert.equal(res.status, 200, JSON.stringify(out));
+          const [run] = await w.sql<{ rate: number }[]>`
+            select (options ->> 'rate_per_second')::float8 as rate from internal.publish_runs
+            where id = ${out.run_id}::uuid`;
+          return run.rate;
+        } finally {
+          await app.close();
+        }
+      };
+      // A test-mode key: Stripe allows 25 requests/s; 98% of it.
+      assert.equal(await rateOf(ENV, "2031-08"), 24.5);
+      const configured = envFromRecord({
+        SUPABASE_SERVICE_ROLE_KEY: "service-role-jwt-for-tests",
+        STRIPE_RATE_LIMIT: "10",
+      });
+      assert.equal(await rateOf(configured, "2031-09"), 10, "STRIPE_RATE_LIMIT wins");
+    } finally {
+      await w.close();
+    }
+  },
+});
