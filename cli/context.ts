@@ -5,11 +5,7 @@
  * a banner naming the database and the account/mode.
  */
 import { createDb, dbUrlFromEnv, type Sql } from "../supabase/functions/_shared/db.ts";
-import {
-  accountBudget,
-  DEFAULT_LIMIT_SHARE,
-  STRIPE_LIMITS,
-} from "../supabase/functions/_shared/rate_budget.ts";
+import { accountBudget, accountRateFor } from "../supabase/functions/_shared/rate_budget.ts";
 import { StripeCaller } from "../supabase/functions/_shared/stripe_calls.ts";
 import {
   createStripe,
@@ -202,7 +198,7 @@ export async function openContext(
   const stripeRate = positiveNumber(
     env,
     "STRIPE_RATE_LIMIT",
-    STRIPE_LIMITS[live ? "live" : "test"] * DEFAULT_LIMIT_SHARE,
+    accountRateFor(live ? "live" : "test"),
   );
   const searchRate = positiveNumber(env, "STRIPE_SEARCH_RATE_LIMIT", 18);
   const sql = await openDatabase(dbUrl, database);

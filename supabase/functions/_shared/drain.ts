@@ -9,12 +9,7 @@ import { execute, StaleReplayError } from "./executor.ts";
 import { installationId } from "./idempotency.ts";
 import { IndexGate, type ItemContext, learn } from "./knowledge.ts";
 import { stripeAccountOf } from "./engine.ts";
-import {
-  DEFAULT_LIMIT_SHARE,
-  SharedRequestBudget,
-  STRIPE_LIMITS,
-  stripeModeOf,
-} from "./rate_budget.ts";
+import { DEFAULT_OPERATION_RATE, SharedRequestBudget, stripeModeOf } from "./rate_budget.ts";
 import { EventFeedGate, eventPosition, recordVerification, wantedHash } from "./verification.ts";
 import { ItemLease } from "./lease.ts";
 import { classify, decide } from "./planner.ts";
@@ -283,9 +278,7 @@ function sharedBudgets(
       o.ratePerSecond ?? run.options.rate_per_second,
       o.burst ?? 1,
       undefined,
-      o.operationRatePerSecond === undefined
-        ? STRIPE_LIMITS.endpoint * DEFAULT_LIMIT_SHARE
-        : o.operationRatePerSecond,
+      o.operationRatePerSecond === undefined ? DEFAULT_OPERATION_RATE : o.operationRatePerSecond,
     ),
     searchBudget: new SharedRequestBudget(deps.sql, `${bucket}:search`, search, 1),
   };

@@ -349,7 +349,7 @@ async function scanRanges(
 }
 
 /** Stripe's clock from a response's Date header, in Unix seconds (null if absent or unreadable). */
-export function stripeDateSeconds(headers: unknown): number | null {
+function stripeDateSeconds(headers: unknown): number | null {
   // The SDK's fetch client hands over a Headers object; its Node client a plain record.
   const raw = headers instanceof Headers
     ? headers.get("date")

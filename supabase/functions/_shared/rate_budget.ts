@@ -74,16 +74,24 @@ export class SharedRequestBudget implements RequestBudget {
 
 type Env = { get(name: string): string | undefined };
 
+/** The account's rate a caller reserves at by default for the key's mode. */
+export function accountRateFor(mode: "live" | "test"): number {
+  return STRIPE_LIMITS[mode] * DEFAULT_LIMIT_SHARE;
+}
+
+/** Each named operation's rate a caller reserves at by default. */
+export const DEFAULT_OPERATION_RATE = STRIPE_LIMITS.endpoint * DEFAULT_LIMIT_SHARE;
+
 /** Requests per second for the key's mode: `STRIPE_RATE_LIMIT`, else 98% of Stripe's limit. */
 export function defaultRequestRate(mode: "live" | "test", env: Env): number {
   const configured = Number(env.get("STRIPE_RATE_LIMIT"));
-  return configured > 0 ? configured : STRIPE_LIMITS[mode] * DEFAULT_LIMIT_SHARE;
+  return configured > 0 ? configured : accountRateFor(mode);
 }
 
 /** Each named operation's rate: `STRIPE_ENDPOINT_RATE_LIMIT`, else 98% of Stripe's default. */
 export function defaultOperationRate(env: Env): number {
   const configured = Number(env.get("STRIPE_ENDPOINT_RATE_LIMIT"));
-  return configured > 0 ? configured : STRIPE_LIMITS.endpoint * DEFAULT_LIMIT_SHARE;
+  return configured > 0 ? configured : DEFAULT_OPERATION_RATE;
 }
 
 /**
